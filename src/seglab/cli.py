@@ -1,0 +1,154 @@
+"""The ``seglab`` command: parses arguments, calls the pipeline, maps errors to exit codes.
+
+Exit codes: 0 success, 2 bad input (one line naming the culprit), 1 internal failure.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import warnings
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from seglab import __version__
+from seglab.errors import SeglabError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    help="Train, evaluate, compare and compress U-Net-family segmentation models.",
+    pretty_exceptions_enable=False,
+)
+console = Console()
+
+SetOption = Annotated[
+    list[str] | None,
+    typer.Option("--set", "-s", help="Override a config value: section.key=value (repeatable)."),
+]
+RunsDir = Annotated[Path, typer.Option("--runs-dir", help="Where run folders are created.")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        console.print(f"seglab {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
+    ] = False,
+) -> None:
+    _setup_console_logging()
+
+
+@app.command()
+def run(
+    config: Annotated[Path | None, typer.Argument(help="YAML config; default: built-in.")] = None,
+    set_: SetOption = None,
+    runs_dir: RunsDir = Path("runs"),
+) -> None:
+    """Check data, train, test and report: the whole pipeline in a new run folder."""
+    from seglab.config import load_config
+    from seglab.pipeline import run as run_pipeline
+
+    result = run_pipeline(load_config(config, set_ or []), runs_dir)
+    _print_result(result.run.path, result.metrics)
+
+
+@app.command()
+def train(
+    config: Annotated[Path, typer.Argument(help="YAML config.")],
+    set_: SetOption = None,
+    runs_dir: RunsDir = Path("runs"),
+) -> None:
+    """Train into a new run folder (no test evaluation)."""
+    from seglab.config import load_config
+    from seglab.pipeline import train as train_pipeline
+
+    result = train_pipeline(load_config(config, set_ or []), runs_dir)
+    _print_result(result.run.path, None)
+
+
+@app.command()
+def evaluate(run_dir: Annotated[Path, typer.Argument(help="A run folder.")]) -> None:
+    """Test-split metrics of a trained run (metrics.json, per_image.csv, report)."""
+    from seglab.pipeline import evaluate_run
+
+    result = evaluate_run(run_dir)
+    _print_result(result.run.path, result.metrics)
+
+
+@app.command()
+def models() -> None:
+    """Registered models and their parameter counts (default settings, 1 channel, 1 class)."""
+    from seglab.config import ModelConfig
+    from seglab.models.registry import available_models, create_model
+
+    table = Table("model", "parameters")
+    for name in available_models():
+        model = create_model(ModelConfig(name=name))
+        table.add_row(name, f"{sum(p.numel() for p in model.parameters()):,}")
+    console.print(table)
+
+
+def _print_result(run_path: Path, metrics: dict | None) -> None:
+    if metrics:
+        d = metrics["dataset"]
+        console.print(
+            f"test IoU {d['iou']:.4f}  Dice {d['dice']:.4f}  "
+            f"(dataset-level, {metrics['n_images']} images)"
+        )
+    console.print(f"run folder: {run_path}")
+
+
+def _setup_console_logging() -> None:
+    logger = logging.getLogger("seglab")
+    if not any(getattr(h, "_seglab_console", False) for h in logger.handlers):
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        handler._seglab_console = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    # Lightning's notices (accelerator found, tips) go to train.log, not the console
+    lightning_logger = logging.getLogger("lightning.pytorch")
+    lightning_logger.propagate = False
+    for handler in list(lightning_logger.handlers):
+        if type(handler) is logging.StreamHandler:
+            lightning_logger.removeHandler(handler)
+    warnings.filterwarnings("ignore", message=".*treespec.*LeafSpec.*")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: returns the exit code instead of raising."""
+    try:
+        app(args=argv, standalone_mode=False)
+    except SeglabError as exc:
+        print(f"error: {exc.one_line()}", file=sys.stderr)
+        return 2
+    except typer.Exit as exc:
+        return exc.exit_code
+    except (typer.Abort, KeyboardInterrupt):
+        print("error: interrupted", file=sys.stderr)
+        return 130
+    except typer.TyperException as exc:  # bad arguments: click's usage message, exit 2
+        exc.show()  # type: ignore[attr-defined]
+        return 2
+    except Exception as exc:  # noqa: BLE001 - anything else is our bug: say so, exit 1
+        import traceback
+
+        traceback.print_exc()
+        print(f"internal error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

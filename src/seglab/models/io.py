@@ -1,0 +1,51 @@
+"""Model folders: safetensors weights plus ``model.json``, enough to predict.
+
+A model folder holds ``model.safetensors`` and ``model.json`` (the model config,
+the input normalisation, the threshold and the class count). It can be loaded
+without the training config or data, so ``seglab predict`` works on it alone.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save
+from torch import nn
+
+from seglab.config import ModelConfig
+from seglab.errors import SeglabError
+from seglab.models.registry import create_model
+from seglab.runs import atomic_write_bytes, atomic_write_json, read_json
+
+WEIGHTS_FILE = "model.safetensors"
+META_FILE = "model.json"
+
+
+def save_model_folder(folder: str | os.PathLike, model: nn.Module, meta: dict[str, Any]) -> Path:
+    """Write weights and ``model.json`` (``meta`` must hold ``model``: the model config)."""
+    if "model" not in meta:
+        raise ValueError("meta needs the model config under 'model'")
+    folder = Path(folder)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    atomic_write_bytes(folder / WEIGHTS_FILE, save(state))
+    atomic_write_json(folder / META_FILE, meta)
+    return folder
+
+
+def load_model_folder(
+    folder: str | os.PathLike, device: str | torch.device = "cpu"
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the model from a model folder; returns ``(model in eval mode, meta)``."""
+    folder = Path(folder)
+    if not (folder / META_FILE).is_file() or not (folder / WEIGHTS_FILE).is_file():
+        raise SeglabError(
+            f"{folder} is not a model folder (needs {META_FILE} and {WEIGHTS_FILE})",
+            hint="pass a run folder that finished training, or its model/ folder",
+        )
+    meta = read_json(folder / META_FILE)
+    model = create_model(ModelConfig.model_validate(meta["model"]))
+    model.load_state_dict(load_file(folder / WEIGHTS_FILE, device=str(device)))
+    return model.to(device).eval(), meta

@@ -1,0 +1,178 @@
+"""The pipeline: run = check data -> train -> evaluate -> report.
+
+Each step reads and writes the run folder, so a step can also be run alone
+(``seglab train``, ``seglab evaluate RUN``).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from seglab import __version__
+from seglab.config import Config, load_config
+from seglab.data.prepare import PreparedData, prepare_data
+from seglab.engine.fit import fit
+from seglab.inference.evaluate import Evaluation, evaluate_samples
+from seglab.models.io import load_model_folder, save_model_folder
+from seglab.report.run_report import Overlay, build_run_report
+from seglab.runs import (
+    CONFIG_FILE,
+    ENVIRONMENT_FILE,
+    LOG_FILE,
+    METRICS_FILE,
+    SPLIT_FILE,
+    Run,
+    describe_environment,
+)
+
+log = logging.getLogger("seglab")
+TRAIN_SUMMARY_FILE = "train_summary.json"
+PER_IMAGE_FILE = "per_image.csv"
+
+
+@dataclass
+class RunResult:
+    run: Run
+    metrics: dict[str, Any] | None
+
+
+def run(cfg: Config, runs_root: str | os.PathLike = "runs") -> RunResult:
+    """The whole pipeline on a new run folder."""
+    result = train(cfg, runs_root)
+    return RunResult(result.run, evaluate_run(result.run.path).metrics)
+
+
+def train(cfg: Config, runs_root: str | os.PathLike = "runs") -> RunResult:
+    """Check the data, then train into a new run folder (no test evaluation)."""
+    data = prepare_data(cfg)  # bad data fails here, before a run folder exists
+    run_dir = start_run(cfg, runs_root)
+    run_dir.write_json(SPLIT_FILE, data.split)
+    log.info(
+        "data: %d train, %d val, %d test images", len(data.train), len(data.val), len(data.test)
+    )
+    result = fit(cfg, run_dir, data)
+    save_model_folder(run_dir.model_dir, result.model, model_meta(cfg, data, run_dir))
+    run_dir.write_json(
+        TRAIN_SUMMARY_FILE,
+        {
+            "stopped_because": result.stopped_because,
+            "best_epoch": result.best_epoch,
+            "best_val_iou": result.best_val_iou,
+            "epochs_run": result.epochs_run,
+            "seconds": round(result.seconds, 2),
+        },
+    )
+    build_run_report(run_dir.path)
+    log.info(
+        "trained %d epochs in %.0fs; best val IoU %s at epoch %s",
+        result.epochs_run,
+        result.seconds,
+        _fmt(result.best_val_iou),
+        result.best_epoch,
+    )
+    return RunResult(run_dir, None)
+
+
+def evaluate_run(run_path: str | os.PathLike) -> RunResult:
+    """Test-split metrics of a trained run, written to metrics.json and the report."""
+    run_dir = Run.open(run_path)
+    attach_log_file(run_dir)
+    cfg = load_config(run_dir.file(CONFIG_FILE))
+    model, meta = load_model_folder(run_dir.model_dir)
+    split = run_dir.read_json(SPLIT_FILE) if run_dir.has(SPLIT_FILE) else None
+    data = prepare_data(cfg, split)
+    evaluation = evaluate_samples(
+        model, data.test, meta["normalization"], cfg.model.num_classes, meta["threshold"]
+    )
+    run_dir.write_json(METRICS_FILE, evaluation.metrics)
+    run_dir.write_csv(PER_IMAGE_FILE, evaluation.per_image, list(evaluation.per_image[0]))
+    build_run_report(run_dir.path, overlays(data, evaluation, cfg.eval.n_overlays))
+    d = evaluation.metrics["dataset"]
+    log.info(
+        "test (%d images): IoU %s  Dice %s  precision %s  recall %s",
+        evaluation.metrics["n_images"],
+        _fmt(d["iou"]),
+        _fmt(d["dice"]),
+        _fmt(d["precision"]),
+        _fmt(d["recall"]),
+    )
+    return RunResult(run_dir, evaluation.metrics)
+
+
+def start_run(cfg: Config, runs_root: str | os.PathLike) -> Run:
+    run_dir = Run.create(runs_root, cfg.name)
+    run_dir.write_text(CONFIG_FILE, cfg.to_yaml())
+    run_dir.write_json(ENVIRONMENT_FILE, describe_environment(_device_name(cfg)))
+    attach_log_file(run_dir)
+    log.info("run folder: %s", run_dir.path)
+    return run_dir
+
+
+def model_meta(cfg: Config, data: PreparedData, run_dir: Run) -> dict[str, Any]:
+    return {
+        "model": cfg.model.model_dump(mode="json"),
+        "normalization": data.normalization,
+        "threshold": cfg.eval.threshold,
+        "num_classes": cfg.model.num_classes,
+        "in_channels": cfg.model.in_channels,
+        "trained_in": run_dir.name,
+        "seglab_version": __version__,
+    }
+
+
+def overlays(data: PreparedData, evaluation: Evaluation, n: int) -> list[Overlay]:
+    """The worst and best test images by IoU (half each), for the report."""
+    scored = sorted(evaluation.per_image, key=lambda r: _sort_key(r["iou"]))
+    picked = scored[: (n + 1) // 2] + scored[::-1][: n // 2]
+    by_name = {s.name: s for s in data.test}
+    seen, result = set(), []
+    for row in picked:
+        if row["name"] in seen:
+            continue
+        seen.add(row["name"])
+        s = by_name[row["name"]]
+        image = s.image[0] if s.channels == 1 else np.moveaxis(s.image[:3], 0, -1)
+        result.append(Overlay(s.name, image, s.mask, evaluation.predictions[s.name], row["iou"]))
+    return result
+
+
+def attach_log_file(run_dir: Run) -> None:
+    """Send seglab's and Lightning's log lines to the run's train.log as well."""
+    path = str(run_dir.file(LOG_FILE))
+    for name in ("seglab", "lightning.pytorch"):
+        logger = logging.getLogger(name)
+        if any(getattr(h, "baseFilename", None) == path for h in logger.handlers):
+            continue
+        for old in [h for h in logger.handlers if isinstance(h, logging.FileHandler)]:
+            logger.removeHandler(old)
+            old.close()
+        handler = logging.FileHandler(path, encoding="utf-8")
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+
+
+def _device_name(cfg: Config) -> str:
+    import torch
+
+    if cfg.train.accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available():
+        return f"cuda ({torch.cuda.get_device_name(0)})"
+    return "cpu"
+
+
+def _sort_key(value: float) -> float:
+    return value if value == value else float("inf")  # NaN (nothing to find) sorts as best
+
+
+def _fmt(value: float | None) -> str:
+    return "n/a" if value is None or value != value else f"{value:.4f}"
+
+
+def config_path_of(run_path: str | os.PathLike) -> Path:
+    return Path(run_path) / CONFIG_FILE

@@ -1,0 +1,55 @@
+"""Shared fixtures: tiny configs and tiny image folders."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from seglab.config import load_config
+
+TINY = [
+    "data.synthetic.n_images=6",
+    "data.synthetic.height=48",
+    "data.synthetic.width=48",
+    "data.patch_size=32",
+    "data.patches_per_epoch=8",
+    "model.depth=2",
+    "model.base_channels=4",
+    "train.epochs=1",
+    "train.batch_size=4",
+    "train.progress=false",
+    "eval.n_overlays=2",
+]
+
+
+@pytest.fixture
+def tiny_overrides() -> list[str]:
+    """--set overrides that make the default experiment run in seconds."""
+    return list(TINY)
+
+
+@pytest.fixture
+def tiny_config():
+    return load_config(None, TINY)
+
+
+def write_folder_dataset(root: Path, n: int = 4, size: tuple[int, int] = (40, 32)) -> Path:
+    """images/ + masks/ with ``n`` grey PNGs and 0/255 masks (height, width = size)."""
+    rng = np.random.default_rng(0)
+    (root / "images").mkdir(parents=True)
+    (root / "masks").mkdir()
+    for i in range(n):
+        image = rng.integers(0, 256, size, dtype=np.uint8)
+        mask = np.zeros(size, dtype=np.uint8)
+        mask[5:15, 5 + i : 20 + i] = 255
+        Image.fromarray(image).save(root / "images" / f"img{i}.png")
+        Image.fromarray(mask).save(root / "masks" / f"img{i}.png")
+    return root
+
+
+@pytest.fixture
+def folder_dataset(tmp_path: Path) -> Path:
+    return write_folder_dataset(tmp_path / "dataset")

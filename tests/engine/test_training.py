@@ -1,0 +1,60 @@
+import torch
+
+from seglab.config import load_config
+from seglab.data.prepare import prepare_data
+from seglab.engine.fit import fit
+from seglab.engine.module import lr_factor
+from seglab.losses import create_loss
+from seglab.models.registry import create_model
+from seglab.runs import Run, read_csv
+
+
+def test_a_few_steps_reduce_the_loss_on_a_tiny_batch(tiny_config):
+    torch.manual_seed(0)
+    data = prepare_data(tiny_config)
+    images = torch.stack([torch.from_numpy(s.image) for s in data.train[:2]])
+    masks = torch.stack([torch.from_numpy(s.mask) for s in data.train[:2]])
+    model = create_model(tiny_config.model)
+    loss_fn = create_loss(tiny_config.loss, 1)
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    losses = []
+    for _ in range(25):
+        loss = loss_fn(model(images), masks)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss))
+    assert losses[-1] < 0.7 * losses[0]
+
+
+def test_fit_writes_history_checkpoints_and_returns_best_weights(tmp_path, tiny_overrides):
+    cfg = load_config(None, [*tiny_overrides, "train.epochs=2"])
+    run = Run.create(tmp_path, "fit")
+    result = fit(cfg, run, prepare_data(cfg))
+    rows = read_csv(run.file("history.csv"))
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    assert set(rows[0]) == {
+        "epoch",
+        "train_loss",
+        "val_loss",
+        "val_iou",
+        "val_dice",
+        "lr",
+        "seconds",
+    }
+    assert all(r["train_loss"] and r["val_iou"] for r in rows)
+    assert (run.checkpoints / "best.ckpt").is_file() and (run.checkpoints / "last.ckpt").is_file()
+    assert result.epochs_run == 2 and result.best_epoch in (1, 2)
+    assert not result.model.training
+    # checkpoints hold plain tensors: they load without unpickling code
+    torch.load(run.checkpoints / "last.ckpt", weights_only=True)
+
+
+def test_cosine_schedule_with_warmup(tiny_config):
+    cfg = tiny_config.model_copy(deep=True)
+    cfg.train.epochs = 10
+    cfg.schedule.warmup_epochs = 2
+    f = lr_factor(cfg)
+    assert f(0) < f(1) < f(2) == 1.0
+    assert f(9) < f(5) < f(2)
+    assert f(10) >= cfg.schedule.min_lr / cfg.optim.lr
