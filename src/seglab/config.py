@@ -58,6 +58,7 @@ class DataConfig(Section):
     images_dir: str = "images"
     masks_dir: str = "masks"
     mask_threshold: int = Field(127, ge=0, le=65535)
+    ignore_index: int = Field(255, ge=0, le=65535)
     synthetic: SyntheticConfig = SyntheticConfig()
     split: SplitConfig = SplitConfig()
     patch_size: int = Field(96, ge=16, le=4096)

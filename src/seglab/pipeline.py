@@ -88,7 +88,12 @@ def evaluate_run(run_path: str | os.PathLike) -> RunResult:
     split = run_dir.read_json(SPLIT_FILE) if run_dir.has(SPLIT_FILE) else None
     data = prepare_data(cfg, split)
     evaluation = evaluate_samples(
-        model, data.test, meta["normalization"], cfg.model.num_classes, meta["threshold"]
+        model,
+        data.test,
+        meta["normalization"],
+        cfg.model.num_classes,
+        meta["threshold"],
+        cfg.data.ignore_index,
     )
     run_dir.write_json(METRICS_FILE, evaluation.metrics)
     run_dir.write_csv(PER_IMAGE_FILE, evaluation.per_image, list(evaluation.per_image[0]))

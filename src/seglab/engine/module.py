@@ -18,7 +18,7 @@ class SegModule(L.LightningModule):
         super().__init__()
         self.model = model
         self.cfg = cfg
-        self.loss_fn = create_loss(cfg.loss, cfg.model.num_classes)
+        self.loss_fn = create_loss(cfg.loss, cfg.model.num_classes, cfg.data.ignore_index)
         self._val_counts: list[torch.Tensor] = []
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -42,7 +42,10 @@ class SegModule(L.LightningModule):
         self.log("val_loss", loss, on_epoch=True, batch_size=images.shape[0])
         self._val_counts.append(
             confusion_counts(
-                predict_labels(logits, self.cfg.eval.threshold), masks, self.cfg.model.num_classes
+                predict_labels(logits, self.cfg.eval.threshold),
+                masks,
+                self.cfg.model.num_classes,
+                self.cfg.data.ignore_index,
             ).cpu()
         )
 

@@ -27,6 +27,7 @@ def evaluate_samples(
     normalization: dict[str, list[float]],
     num_classes: int,
     threshold: float,
+    ignore_index: int | None = None,
     split: str = "test",
     device: torch.device | str = "cpu",
 ) -> Evaluation:
@@ -39,7 +40,10 @@ def evaluate_samples(
         predictions[s.name] = pred
         counts.append(
             confusion_counts(
-                torch.from_numpy(pred)[None], torch.from_numpy(s.mask)[None], num_classes
+                torch.from_numpy(pred)[None],
+                torch.from_numpy(s.mask)[None],
+                num_classes,
+                ignore_index,
             )
         )
     stacked = torch.cat(counts)

@@ -11,7 +11,7 @@ from torch import nn
 from seglab.config import LossConfig
 from seglab.errors import SeglabError
 
-LossFactory = Callable[[LossConfig, int], nn.Module]
+LossFactory = Callable[[LossConfig, int, "int | None"], nn.Module]
 _LOSSES: dict[str, LossFactory] = {}
 
 
@@ -27,13 +27,13 @@ def available_losses() -> list[str]:
     return sorted(_LOSSES)
 
 
-def create_loss(cfg: LossConfig, num_classes: int) -> nn.Module:
+def create_loss(cfg: LossConfig, num_classes: int, ignore_index: int | None = None) -> nn.Module:
     factory = _LOSSES.get(cfg.name)
     if factory is None:
         raise SeglabError(
             f"unknown loss.name {cfg.name!r}", hint=f"use one of: {', '.join(available_losses())}"
         )
-    return factory(cfg, num_classes)
+    return factory(cfg, num_classes, ignore_index)
 
 
 def probabilities(logits: torch.Tensor) -> torch.Tensor:
@@ -83,11 +83,12 @@ class BceDiceLoss(nn.Module):
                 logits, (target == 1).unsqueeze(1).float(), weight=weight
             )
         else:
-            ce = F.cross_entropy(logits, target, ignore_index=self.ignore_index or -100)
+            ignore = -100 if self.ignore_index is None else self.ignore_index
+            ce = F.cross_entropy(logits, target, ignore_index=ignore)
         dice = soft_dice_loss(logits, target, self.smooth, self.ignore_index)
         return 0.5 * ce + 0.5 * dice
 
 
 @register_loss("bce_dice")
-def _bce_dice(cfg: LossConfig, num_classes: int) -> nn.Module:
-    return BceDiceLoss(smooth=cfg.smooth)
+def _bce_dice(cfg: LossConfig, num_classes: int, ignore_index: int | None) -> nn.Module:
+    return BceDiceLoss(smooth=cfg.smooth, ignore_index=ignore_index)
