@@ -31,7 +31,15 @@ from seglab.errors import SeglabError
 Reader = Callable[[DataConfig], list[Sample]]
 _READERS: dict[str, Reader] = {}
 _CACHE: dict[str, list[Sample]] = {}
-_NOT_READER_KEYS = ("split", "normalize", "patch_size", "patches_per_epoch", "augment")
+_NOT_READER_KEYS = (
+    "split",
+    "normalize",
+    "patch_size",
+    "patches_per_epoch",
+    "foreground_oversample",
+    "augment",
+    "check_before_run",
+)
 
 
 def register_reader(name: str) -> Callable[[Reader], Reader]:
@@ -44,10 +52,14 @@ def register_reader(name: str) -> Callable[[Reader], Reader]:
 
 def load_samples(cfg: DataConfig) -> list[Sample]:
     """All labelled samples of the configured source (tiled if asked), sorted by name."""
-    key = json.dumps(cfg.model_dump(mode="json", exclude=set(_NOT_READER_KEYS)), sort_keys=True)
-    if cfg.cache and key in _CACHE:
-        return list(_CACHE[key])
-    samples = _READERS[cfg.source](cfg)
+    cached = _CACHE.get(_cache_key(cfg)) if cfg.cache else None
+    if cached is not None:
+        return list(cached)
+    return finish_samples(cfg, _READERS[cfg.source](cfg))
+
+
+def finish_samples(cfg: DataConfig, samples: list[Sample]) -> list[Sample]:
+    """Tile, sort and (with ``data.cache``) remember samples that a reader produced."""
     if cfg.tile_size:
         samples = [tile for s in samples for tile in tiles(s, cfg.tile_size)]
     if len(samples) < 3:
@@ -58,8 +70,12 @@ def load_samples(cfg: DataConfig) -> list[Sample]:
     samples = sorted(samples, key=lambda s: s.name)
     _CACHE.clear()  # one dataset at a time: the cache must not hold several in memory
     if cfg.cache:
-        _CACHE[key] = samples
+        _CACHE[_cache_key(cfg)] = samples
     return list(samples)
+
+
+def _cache_key(cfg: DataConfig) -> str:
+    return json.dumps(cfg.model_dump(mode="json", exclude=set(_NOT_READER_KEYS)), sort_keys=True)
 
 
 def clear_cache() -> None:
