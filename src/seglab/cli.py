@@ -106,16 +106,13 @@ def check_data(
     else:
         cfg = load_config(config_or_dir, set_ or [])
     check, html = check_data_report(cfg, out, match_model=not is_dir)
-    for issue in check.issues[:20]:
-        console.print(f"{issue.severity}: {issue.file}: {issue.problem}", markup=False)
+    for issue in (check.errors + check.warnings)[:20]:
+        typer.echo(f"{issue.severity}: {issue.file}: {issue.problem}")
     if len(check.issues) > 20:
-        console.print(f"... {len(check.issues) - 20} more in {html}", markup=False)
-    console.print(
-        f"{len(check.errors)} error(s), {len(check.warnings)} warning(s); report: {html}",
-        markup=False,
-    )
+        typer.echo(f"... {len(check.issues) - 20} more in {html}")
+    typer.echo(f"{len(check.errors)} error(s), {len(check.warnings)} warning(s); report: {html}")
     if check.errors:
-        raise typer.Exit(2)
+        raise SeglabError(f"data check found {len(check.errors)} error(s)", hint=f"see {html}")
 
 
 @app.command()

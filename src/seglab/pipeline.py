@@ -16,10 +16,10 @@ import numpy as np
 
 from seglab import __version__
 from seglab.config import Config, load_config
-from seglab.errors import SeglabError
 from seglab.data.check import DataCheck, check_data
 from seglab.data.prepare import PreparedData, prepare_data
 from seglab.engine.fit import fit
+from seglab.errors import SeglabError
 from seglab.inference.evaluate import Evaluation, evaluate_samples
 from seglab.models.io import load_model_folder, save_model_folder
 from seglab.report.data_check import write_data_check

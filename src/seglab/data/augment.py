@@ -25,7 +25,7 @@ from torch import nn
 
 from seglab.config import AugmentConfig
 
-warnings.filterwarnings("ignore", message=".*Default grid_sample and affine_grid behavior.*")
+_GRID_NOTICE = ".*Default grid_sample and affine_grid behavior.*"  # kornia's, harmless
 
 
 class Augment(nn.Module):
@@ -42,9 +42,7 @@ class Augment(nn.Module):
         photometric: list[nn.Module] = []
         if cfg.blur_sigma > 0:
             radius = max(1, math.ceil(3 * cfg.blur_sigma))
-            photometric.append(
-                K.RandomGaussianBlur(2 * radius + 1, (0.1, cfg.blur_sigma), p=cfg.p)
-            )
+            photometric.append(K.RandomGaussianBlur(2 * radius + 1, (0.1, cfg.blur_sigma), p=cfg.p))
         self.photometric = nn.Sequential(*photometric)
 
     @property
@@ -67,7 +65,9 @@ class Augment(nn.Module):
         images, masks = self._dihedral(images, masks)
         if self.geometric is not None:
             shifted = (masks + 1).unsqueeze(1).to(images.dtype)  # 0 now means "from outside"
-            images, shifted = self.geometric(images, shifted)
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=_GRID_NOTICE)
+                images, shifted = self.geometric(images, shifted)
             masks = shifted.squeeze(1).round().long() - 1
             masks[masks < 0] = self.ignore_index
         images = self._intensity(images)

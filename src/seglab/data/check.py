@@ -22,8 +22,7 @@ import numpy as np
 
 from seglab.config import Config
 from seglab.data.dedupe import duplicate_pairs, perceptual_hash
-from seglab.data.files import LOSSY_SUFFIXES, pair_files, read_array, slice_position
-from seglab.data.files import to_float_image
+from seglab.data.files import LOSSY_SUFFIXES, pair_files, read_array, slice_position, to_float_image
 from seglab.data.labels import to_class_map, to_grey, value_range
 from seglab.data.readers import finish_samples, load_samples
 from seglab.data.samples import Sample
@@ -185,7 +184,9 @@ def _read_checked(image_path: Path, mask_path: Path, cfg: Config, result: DataCh
         return None
     _check_raw_mask(mask_path, mask, cfg, result)
     group, index = slice_position(image_path.stem)
-    return Sample(image_path.stem, to_float_image(image), to_class_map(mask, cfg.data), group, index)
+    return Sample(
+        image_path.stem, to_float_image(image), to_class_map(mask, cfg.data), group, index
+    )
 
 
 def _check_raw_mask(path: Path, mask: np.ndarray, cfg: Config, result: DataCheck) -> None:
@@ -220,7 +221,11 @@ def _check_raw_mask(path: Path, mask: np.ndarray, cfg: Config, result: DataCheck
             return
         if extra:
             cut = d.mask_threshold / 255 * top
-            lossy = " (lossy JPEG mask; save masks as PNG)" if path.suffix.lower() in LOSSY_SUFFIXES else ""
+            lossy = (
+                " (lossy JPEG mask; save masks as PNG)"
+                if path.suffix.lower() in LOSSY_SUFFIXES
+                else ""
+            )
             result.warn(
                 path.name,
                 f"binary mask with {len(extra)} grey level(s) besides 0 and {top}, "
@@ -240,14 +245,19 @@ def _values(array: np.ndarray) -> list[int]:
 # --------------------------------------------------------------------------- samples
 
 
-def _check_samples(cfg: Config, samples: list[Sample], result: DataCheck, flagged: set[str]) -> None:
+def _check_samples(
+    cfg: Config, samples: list[Sample], result: DataCheck, flagged: set[str]
+) -> None:
     d, m = cfg.data, cfg.model
     n_classes = max(2, m.num_classes)
     pixels = np.zeros(n_classes + 1, dtype=np.int64)  # last bin: ignored
+    small = 0
     for s in samples:
         values = _values(s.mask)
         ignored = s.mask == d.ignore_index
-        counts = np.bincount(np.where(ignored, n_classes, s.mask).ravel().clip(0, n_classes), minlength=n_classes + 1)
+        counts = np.bincount(
+            np.where(ignored, n_classes, s.mask).ravel().clip(0, n_classes), minlength=n_classes + 1
+        )
         pixels += counts[: n_classes + 1]
         bad = [v for v in values if v != d.ignore_index and not 0 <= v < n_classes]
         if bad:
@@ -255,15 +265,16 @@ def _check_samples(cfg: Config, samples: list[Sample], result: DataCheck, flagge
         labelled = int((~ignored).sum())
         fraction = float(((s.mask > 0) & ~ignored).sum() / labelled) if labelled else None
         if s.channels != m.in_channels:
-            result.error(s.name, f"{s.channels} channel(s) but model.in_channels is {m.in_channels}")
+            result.error(
+                s.name, f"{s.channels} channel(s) but model.in_channels is {m.in_channels}"
+            )
         if fraction is None:
             result.warn(s.name, "every pixel is ignore_index: nothing to learn from")
         elif fraction == 0:
             result.warn(s.name, "no foreground pixels")
         elif fraction < LOW_FOREGROUND:
             result.warn(s.name, f"foreground {100 * fraction:.2f}% (< 1%)")
-        if min(s.mask.shape) < d.patch_size:
-            result.warn(s.name, f"smaller than data.patch_size ({d.patch_size}): patches are padded")
+        small += int(min(s.mask.shape) < d.patch_size)
         result.rows.append(
             {
                 "name": s.name,
@@ -273,6 +284,11 @@ def _check_samples(cfg: Config, samples: list[Sample], result: DataCheck, flagge
                 "classes": values[:16],
                 "foreground": None if fraction is None else round(fraction, 6),
             }
+        )
+    if small:
+        result.warn(
+            "data.patch_size",
+            f"{small} sample(s) smaller than data.patch_size ({d.patch_size}): patches are padded",
         )
     names = [f"class {c}" for c in range(n_classes)] + ["ignored"]
     result.class_pixels = {n: int(c) for n, c in zip(names, pixels, strict=True)}
@@ -292,18 +308,28 @@ def _split(cfg: Config, samples: list[Sample], split, result: DataCheck):  # noq
 
 
 def _check_duplicates(samples: list[Sample], result: DataCheck) -> None:
+    """One issue per file that has an exact or near copy; an error when the copy leaks."""
     part_of = {n: p for p in SPLITS for n in (result.split or {}).get(p, [])}
     digests = [hashlib.sha1(np.ascontiguousarray(s.image).tobytes()).hexdigest() for s in samples]
     hashes = np.stack([perceptual_hash(s.image) for s in samples])
+    partners: dict[int, list[tuple[int, int]]] = {}
     for i, j, distance in duplicate_pairs(hashes, digests):
-        a, b = samples[i].name, samples[j].name
-        pa, pb = part_of.get(a), part_of.get(b)
+        partners.setdefault(i, []).append((j, distance))
+        partners.setdefault(j, []).append((i, distance))
+    for i, found in sorted(partners.items()):
+        here = part_of.get(samples[i].name)
+        leaking = [(j, d) for j, d in found if here and part_of.get(samples[j].name, here) != here]
+        j, distance = min(leaking or found, key=lambda jd: jd[1])
+        other = samples[j].name
         kind = "exact duplicate" if distance < 0 else f"near-duplicate (hash distance {distance})"
-        if pa and pb and pa != pb:
-            text = f"{kind} of {b}, which is in {pb} while this is in {pa}: leakage"
-            (result.error if distance < 0 else result.warn)(a, text)
+        more = f" and {len(found) - 1} more" if len(found) > 1 else ""
+        if leaking:
+            text = (
+                f"{kind} of {other}{more}; {other} is in {part_of[other]}, this in {here}: leakage"
+            )
+            (result.error if distance < 0 else result.warn)(samples[i].name, text)
         elif distance < 0:
-            result.warn(a, f"{kind} of {b}")
+            result.warn(samples[i].name, f"{kind} of {other}{more} (same split)")
 
 
 def _pick_thumbnails(samples: list[Sample], flagged: set[str], result: DataCheck) -> None:

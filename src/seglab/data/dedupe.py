@@ -18,7 +18,10 @@ def perceptual_hash(image: np.ndarray) -> np.ndarray:
     grey = image.mean(axis=0) if image.ndim == 3 else image
     low, high = float(grey.min()), float(grey.max())
     scaled = ((grey - low) / (high - low) * 255 if high > low else grey * 0).astype(np.uint8)
-    small = np.asarray(Image.fromarray(scaled).resize((HASH_SIDE + 1, HASH_SIDE), Image.Resampling.BOX), dtype=np.int16)
+    small = np.asarray(
+        Image.fromarray(scaled).resize((HASH_SIDE + 1, HASH_SIDE), Image.Resampling.BOX),
+        dtype=np.int16,
+    )
     return (small[:, 1:] > small[:, :-1]).ravel()
 
 

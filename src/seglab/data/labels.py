@@ -68,6 +68,6 @@ def to_class_map(array: np.ndarray, cfg: DataConfig) -> np.ndarray:
         labels = binary_labels(array, cfg.mask_threshold)
     if cfg.background_as_ignore:
         keep = labels != cfg.ignore_index
-        labels = np.where(keep & (labels == 0), cfg.ignore_index, labels)
-        labels = np.where(keep & (labels > 0), labels - 1, labels)
+        labels = np.where(keep, labels - 1, labels)
+        labels[keep & (labels < 0)] = cfg.ignore_index
     return labels

@@ -62,7 +62,10 @@ def make_split(samples: list[Sample], cfg: SplitConfig, seed: int) -> dict[str, 
     else:
         cut = split_names(keys, cfg, seed)
         assigned = {key: part for part in SPLITS for key in cut[part]}
-    split = {part: sorted(s.name for k in keys if assigned[k] == part for s in units[k]) for part in SPLITS}
+    split = {
+        part: sorted(s.name for k in keys if assigned[k] == part for s in units[k])
+        for part in SPLITS
+    }
     if cfg.group_by == "block":
         split = _drop_borders(samples, split)
     return split
