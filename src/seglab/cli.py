@@ -85,15 +85,16 @@ def evaluate(run_dir: Annotated[Path, typer.Argument(help="A run folder.")]) -> 
     _print_result(result.run.path, result.metrics)
 
 
+OutDir = Annotated[Path, typer.Option("--out", help="Where data_check.html and .json go.")]
+
+
 @app.command("check-data")
 def check_data(
     config_or_dir: Annotated[
         Path, typer.Argument(help="A YAML config, or a folder with images/ and masks/.")
     ],
     set_: SetOption = None,
-    out: Annotated[
-        Path, typer.Option("--out", help="Where data_check.html and .json go.")
-    ] = Path("."),
+    out: OutDir = Path("."),
 ) -> None:
     """Check a dataset: data_check.html + data_check.json; exit 2 on errors, 0 with warnings."""
     from seglab.config import load_config
