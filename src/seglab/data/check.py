@@ -146,6 +146,9 @@ def _scan_folder(cfg: Config, result: DataCheck, flagged: set[str]) -> list[Samp
     d = cfg.data
     root = Path(d.root or "")
     images_dir, masks_dir = root / d.images_dir, root / d.masks_dir
+    if not root.is_dir():
+        result.error(str(root), "data.root: folder not found")
+        return []
     for folder, key in ((images_dir, "data.images_dir"), (masks_dir, "data.masks_dir")):
         if not folder.is_dir():
             result.error(str(folder), f"{key}: folder not found")
