@@ -44,9 +44,7 @@ def main() -> None:
     data = prepare_data(cfg)
     load_s = time.perf_counter() - start
     dataset = train_dataset(cfg, data.train, data.normalization)
-    loader = DataLoader(
-        dataset, batch_size=cfg.train.batch_size, num_workers=cfg.train.num_workers
-    )
+    loader = DataLoader(dataset, batch_size=cfg.train.batch_size, num_workers=cfg.train.num_workers)
     augment = build_augment(cfg.data.augment, cfg.data.ignore_index)
 
     def delivered() -> int:
