@@ -85,6 +85,37 @@ def evaluate(run_dir: Annotated[Path, typer.Argument(help="A run folder.")]) -> 
     _print_result(result.run.path, result.metrics)
 
 
+OutDir = Annotated[Path, typer.Option("--out", help="Where data_check.html and .json go.")]
+
+
+@app.command("check-data")
+def check_data(
+    config_or_dir: Annotated[
+        Path, typer.Argument(help="A YAML config, or a folder with images/ and masks/.")
+    ],
+    set_: SetOption = None,
+    out: OutDir = Path("."),
+) -> None:
+    """Check a dataset: data_check.html + data_check.json; exit 2 on errors, 0 with warnings."""
+    from seglab.config import load_config
+    from seglab.pipeline import check_data_report
+
+    is_dir = config_or_dir.is_dir()
+    if is_dir:
+        base = ["data.source=folder", f"data.root={config_or_dir}"]
+        cfg = load_config(None, base + list(set_ or []))
+    else:
+        cfg = load_config(config_or_dir, set_ or [])
+    check, html = check_data_report(cfg, out, match_model=not is_dir)
+    for issue in (check.errors + check.warnings)[:20]:
+        typer.echo(f"{issue.severity}: {issue.file}: {issue.problem}")
+    if len(check.issues) > 20:
+        typer.echo(f"... {len(check.issues) - 20} more in {html}")
+    typer.echo(f"{len(check.errors)} error(s), {len(check.warnings)} warning(s); report: {html}")
+    if check.errors:
+        raise SeglabError(f"data check found {len(check.errors)} error(s)", hint=f"see {html}")
+
+
 @app.command()
 def models() -> None:
     """Registered models and their parameter counts (default settings, 1 channel, 1 class)."""

@@ -17,7 +17,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from seglab.errors import SeglabError
 
@@ -39,36 +46,96 @@ class SyntheticConfig(Section):
     seed: int = Field(0, ge=0, le=2**32 - 1)
 
 
+SplitPart = Literal["train", "val", "test"]
+
+
 class SplitConfig(Section):
     train: float = Field(0.7, gt=0.0, lt=1.0)
     val: float = Field(0.15, gt=0.0, lt=1.0)
     test: float = Field(0.15, gt=0.0, lt=1.0)
+    names: dict[SplitPart, list[str]] | None = None
+    stratify: Literal["none", "mask_density"] = "none"
+    density_bins: int = Field(4, ge=2, le=100)
+    group_by: Literal["none", "volume", "block"] = "none"
+    block_size: int = Field(10, ge=2, le=1_000_000)
 
     @model_validator(mode="after")
     def _sums_to_one(self) -> SplitConfig:
         total = self.train + self.val + self.test
         if abs(total - 1.0) > 1e-6:
             raise ValueError(f"train + val + test must be 1, got {total:g}")
+        if self.names is not None and not all(self.names.get(p) for p in ("train", "val", "test")):
+            raise ValueError("names needs non-empty train, val and test lists")
         return self
 
 
+class AugmentConfig(Section):
+    """Batched augmentation applied on the device to training batches (kornia)."""
+
+    enabled: bool = True
+    flip: bool = True
+    rot90: bool = True
+    p: float = Field(0.5, ge=0.0, le=1.0)
+    rotate_degrees: float = Field(0.0, ge=0.0, le=180.0)
+    scale: float = Field(0.0, ge=0.0, lt=1.0)
+    elastic_alpha: float = Field(0.0, ge=0.0, le=10.0)
+    elastic_sigma: float = Field(8.0, gt=0.0, le=256.0)
+    brightness: float = Field(0.0, ge=0.0, le=5.0)
+    contrast: float = Field(0.0, ge=0.0, lt=1.0)
+    gamma: float = Field(0.0, ge=0.0, lt=1.0)
+    noise_std: float = Field(0.0, ge=0.0, le=5.0)
+    blur_sigma: float = Field(0.0, ge=0.0, le=16.0)
+
+
+class NormalizeConfig(Section):
+    method: Literal["zscore", "minmax", "percentile", "none"] = "zscore"
+    per_channel: bool = True
+    low_percentile: float = Field(1.0, ge=0.0, lt=50.0)
+    high_percentile: float = Field(99.0, gt=50.0, le=100.0)
+
+
 class DataConfig(Section):
-    source: Literal["synthetic", "folder"] = "synthetic"
+    source: Literal["synthetic", "folder", "tiff_stack", "cube"] = "synthetic"
     root: str | None = None
     images_dir: str = "images"
     masks_dir: str = "masks"
-    mask_threshold: int = Field(127, ge=0, le=65535)
+    mask_pattern: str = Field("{stem}", pattern=r".*\{stem\}.*")
+    mask_mode: Literal["binary", "index"] = "binary"
+    mask_threshold: int = Field(127, ge=0, le=254)
+    class_values: dict[int, int] | None = None
+    palette: list[list[int]] | None = None
     ignore_index: int = Field(255, ge=0, le=65535)
+    background_as_ignore: bool = False
+    image_stack: str = "training.tif"
+    mask_stack: str = "training_groundtruth.tif"
+    cube_glob: str = "*.mat"
+    cube_key: str = "data"
+    cube_label_key: str = "map"
+    cube_bands: int | None = Field(None, ge=1, le=4096)
+    tile_size: int | None = Field(None, ge=8, le=65536)
     synthetic: SyntheticConfig = SyntheticConfig()
     split: SplitConfig = SplitConfig()
+    normalize: NormalizeConfig = NormalizeConfig()
     patch_size: int = Field(96, ge=16, le=4096)
     patches_per_epoch: int = Field(240, ge=1, le=10_000_000)
-    augment: bool = True
+    foreground_oversample: float = Field(0.0, ge=0.0, le=1.0)
+    augment: AugmentConfig = AugmentConfig()
+    cache: bool = True
+    check_before_run: bool = True
+
+    @field_validator("augment", mode="before")
+    @classmethod
+    def _augment_switch(cls, value: Any) -> Any:
+        return {"enabled": value} if isinstance(value, bool) else value
 
     @model_validator(mode="after")
     def _root_for_folders(self) -> DataConfig:
-        if self.source == "folder" and not self.root:
-            raise ValueError("data.source 'folder' needs data.root (the folder with images/)")
+        if self.source != "synthetic" and not self.root:
+            raise ValueError(f"data.source '{self.source}' needs data.root (the dataset folder)")
+        if self.class_values is not None and self.palette is not None:
+            raise ValueError("set class_values (grey masks) or palette (colour masks), not both")
+        if self.palette is not None and any(len(c) != 3 for c in self.palette):
+            raise ValueError("palette entries must be [R, G, B] colours, one per class")
         return self
 
 

@@ -16,10 +16,13 @@ import numpy as np
 
 from seglab import __version__
 from seglab.config import Config, load_config
+from seglab.data.check import DataCheck, check_data
 from seglab.data.prepare import PreparedData, prepare_data
 from seglab.engine.fit import fit
+from seglab.errors import SeglabError
 from seglab.inference.evaluate import Evaluation, evaluate_samples
 from seglab.models.io import load_model_folder, save_model_folder
+from seglab.report.data_check import write_data_check
 from seglab.report.run_report import Overlay, build_run_report
 from seglab.runs import (
     CONFIG_FILE,
@@ -50,8 +53,11 @@ def run(cfg: Config, runs_root: str | os.PathLike = "runs") -> RunResult:
 
 def train(cfg: Config, runs_root: str | os.PathLike = "runs") -> RunResult:
     """Check the data, then train into a new run folder (no test evaluation)."""
+    check = check_data_or_stop(cfg) if cfg.data.check_before_run else None
     data = prepare_data(cfg)  # bad data fails here, before a run folder exists
     run_dir = start_run(cfg, runs_root)
+    if check is not None:
+        write_data_check(check, run_dir.path, cfg.name)
     run_dir.write_json(SPLIT_FILE, data.split)
     log.info(
         "data: %d train, %d val, %d test images", len(data.train), len(data.val), len(data.test)
@@ -108,6 +114,30 @@ def evaluate_run(run_path: str | os.PathLike) -> RunResult:
         _fmt(d["recall"]),
     )
     return RunResult(run_dir, evaluation.metrics)
+
+
+def check_data_or_stop(cfg: Config) -> DataCheck:
+    """The data check; a SeglabError naming the first problem when it finds errors."""
+    check = check_data(cfg)
+    if check.errors:
+        first = check.errors[0]
+        raise SeglabError(
+            f"data check: {len(check.errors)} error(s); first: {first.file}: {first.problem}",
+            hint="`seglab check-data CONFIG` writes the full report (data_check.html)",
+        )
+    for issue in check.warnings[:3]:
+        log.info("data check warning: %s: %s", issue.file, issue.problem)
+    if len(check.warnings) > 3:
+        log.info("data check: %d more warning(s) in data_check.html", len(check.warnings) - 3)
+    return check
+
+
+def check_data_report(
+    cfg: Config, out_dir: str | os.PathLike, match_model: bool = True
+) -> tuple[DataCheck, Path]:
+    """``seglab check-data``: check the data and write data_check.json + .html to ``out_dir``."""
+    check = check_data(cfg, match_model=match_model)
+    return check, write_data_check(check, out_dir, cfg.data.root or cfg.name)
 
 
 def start_run(cfg: Config, runs_root: str | os.PathLike) -> Run:

@@ -15,7 +15,7 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from seglab.config import Config
-from seglab.data.datasets import ImageDataset, PatchDataset
+from seglab.data.datasets import ImageDataset, train_dataset
 from seglab.data.prepare import PreparedData
 from seglab.engine.callbacks import HistoryWriter
 from seglab.engine.checkpoint_io import SafeCheckpointIO, load_state_dict
@@ -42,14 +42,7 @@ def fit(cfg: Config, run: Run, data: PreparedData) -> FitResult:
     model = create_model(cfg.model)
     module = SegModule(model, cfg)
     train_loader = DataLoader(
-        PatchDataset(
-            data.train,
-            data.normalization,
-            cfg.data.patch_size,
-            cfg.data.patches_per_epoch,
-            cfg.seed,
-            cfg.data.augment,
-        ),
+        train_dataset(cfg, data.train, data.normalization),
         batch_size=cfg.train.batch_size,
         shuffle=False,
         num_workers=cfg.train.num_workers,

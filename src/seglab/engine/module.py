@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from seglab.config import Config
+from seglab.data.augment import build_augment
 from seglab.losses import create_loss, probabilities
 from seglab.metrics import confusion_counts, summarize
 
@@ -20,9 +21,16 @@ class SegModule(L.LightningModule):
         self.cfg = cfg
         self.loss_fn = create_loss(cfg.loss, cfg.model.num_classes, cfg.data.ignore_index)
         self._val_counts: list[torch.Tensor] = []
+        self.augment = build_augment(cfg.data.augment, cfg.data.ignore_index)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model(x)
+
+    def on_after_batch_transfer(self, batch, dataloader_idx: int):  # noqa: ANN001, ANN201
+        # batched augmentation on the device (seglab.data.augment), training batches only
+        if self.augment is not None and self.trainer.training:
+            batch = self.augment(*batch)
+        return batch
 
     def on_train_epoch_start(self) -> None:
         dataset = self.trainer.train_dataloader.dataset

@@ -1,0 +1,37 @@
+"""The configs in configs/ pass check-data on the real datasets (skipped where absent)."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+from seglab.config import load_config, read_yaml
+from seglab.data.check import check_data
+from seglab.data.readers import clear_cache
+
+REPO = Path(__file__).resolve().parents[2]
+SHARED = Path(os.environ.get("SEGLAB_SHARED_DATA", REPO / ".." / "shared" / "data"))
+CONFIGS = {
+    "isbi2012": [],
+    "hsi_abu": [],
+    "drive": [],
+    "deepcrack": [pytest.mark.slow],  # 300 images
+    "lucchi": [pytest.mark.slow],  # 165 slices of 1024 x 768
+}
+
+
+@pytest.mark.parametrize("name", [pytest.param(n, marks=marks) for n, marks in CONFIGS.items()])
+def test_config_passes_check_data_on_the_real_data(name):
+    path = REPO / "configs" / f"{name}.yaml"
+    root = read_yaml(path)["data"]["root"]  # ../shared/data/<dataset>, from the repo root
+    sub = root.split("shared/data/", 1)[1]
+    if not (SHARED / sub).is_dir():
+        pytest.skip(f"{SHARED / sub} not found (set SEGLAB_SHARED_DATA)")
+    clear_cache()
+    try:
+        result = check_data(load_config(path, [f"data.root={SHARED / sub}"]))
+    finally:
+        clear_cache()
+    assert not result.errors, result.errors[:3]
+    assert result.split and all(result.split[p] for p in ("train", "val", "test"))
+    assert {r["channels"] for r in result.rows} == {load_config(path).model.in_channels}
