@@ -6,16 +6,16 @@ the side multiple its input needs and, for encoders whose attention is sized for
 one image size (CoAtNet, MaxViT), that fixed size.
 
 Pretrained weights come from the Hugging Face cache first (no network); only when
-they are not cached and the hub answers within a few seconds is a download
+they are not cached and the hub answers an HTTP request within a few seconds is a download
 tried. Offline, the user gets a :class:`SeglabError` in seconds instead of
 minutes of retries.
 """
 
 from __future__ import annotations
 
-import socket
 import threading
-import urllib.parse
+import urllib.error
+import urllib.request
 from typing import Any
 
 import timm
@@ -121,20 +121,21 @@ def _create_from_cache(name: str, **kwargs: Any) -> nn.Module:
 
 
 def _hub_reachable(timeout: float = HUB_PROBE_TIMEOUT_S) -> bool:
-    """Whether the Hugging Face endpoint accepts a TCP connection within ``timeout`` seconds."""
+    """Whether the Hugging Face endpoint answers an HTTP request within ``timeout`` seconds."""
     from huggingface_hub import constants
 
     if constants.HF_HUB_OFFLINE:
         return False
-    url = urllib.parse.urlparse(constants.ENDPOINT)
-    host, port = url.hostname or "huggingface.co", url.port or 443
     result: list[bool] = []
 
-    def probe() -> None:  # DNS lookups have no timeout of their own: run in a thread
+    def probe() -> None:  # DNS and TLS have no overall timeout of their own: use a thread
+        request = urllib.request.Request(constants.ENDPOINT, method="HEAD")
         try:
-            socket.create_connection((host, port), timeout=timeout).close()
+            urllib.request.urlopen(request, timeout=timeout).close()  # noqa: S310
             result.append(True)
-        except OSError:
+        except urllib.error.HTTPError:  # an answer, even an error status, means reachable
+            result.append(True)
+        except (OSError, ValueError):
             result.append(False)
 
     thread = threading.Thread(target=probe, daemon=True)
