@@ -11,6 +11,7 @@ Coverage, and why some combinations are restricted (to keep the file fast on 2 c
 - Backward: every model (all parameters get a gradient) at 64x64.
 - Ten AdamW steps on one tiny batch reduce the loss: every model.
 - torch.export: every model; models that cannot be exported are marked xfail(strict).
+- grad_checkpointing gives the same outputs and gradients: every model (32x32).
 - Model-folder round trip (safetensors + model.json): every model.
 
 All of it runs with one torch thread (see ``_one_thread``).
@@ -136,6 +137,24 @@ def test_ten_steps_on_one_batch_reduce_the_loss(name):
         optim.step()
         losses.append(loss.item())
     assert losses[-1] < losses[0], losses
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_grad_checkpointing_gives_the_same_outputs_and_gradients(name):
+    torch.manual_seed(0)
+    plain = create_model(tiny(name, (32, 32))).train()
+    ckpt = create_model(tiny(name, (32, 32), grad_checkpointing=True)).train()
+    ckpt.load_state_dict(plain.state_dict())
+    x = torch.randn(2, 1, 32, 32)
+    outs = []
+    for model in (plain, ckpt):
+        torch.manual_seed(1)  # the same stochastic-depth draws (timm encoders use drop path)
+        outs.append(model(x))
+    assert torch.allclose(outs[0], outs[1], atol=1e-5)
+    for out in outs:
+        out.square().mean().backward()
+    for (n, a), b in zip(plain.named_parameters(), ckpt.parameters(), strict=True):
+        assert torch.allclose(a.grad, b.grad, atol=1e-4, rtol=1e-3), n
 
 
 @pytest.mark.parametrize(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from seglab.config import ModelConfig
 from seglab.models.blocks import (
@@ -46,8 +47,10 @@ class UNet(nn.Module):
         se: bool = False,
         attention: bool = False,
         deep_supervision: bool = False,
+        grad_checkpointing: bool = False,
     ) -> None:
         super().__init__()
+        self.grad_checkpointing = grad_checkpointing
         widths = [base_channels * 2**i for i in range(depth + 1)]
         self.multiple = 2**depth
         self.stem = ConvBlock(in_channels, widths[0], norm)
@@ -85,11 +88,11 @@ class UNet(nn.Module):
         se_up = getattr(self, "se_up", None)
         gates = getattr(self, "gates", None)
         aux_heads = getattr(self, "aux_heads", None)
-        skips = [self.stem(x)]
+        skips = [self._run(self.stem, x)]
         if se_down is not None:
             skips[0] = se_down[0](skips[0])
         for i, block in enumerate(self.down):
-            y = block(F.max_pool2d(skips[-1], 2))
+            y = self._run(block, F.max_pool2d(skips[-1], 2))
             skips.append(se_down[i + 1](y) if se_down is not None else y)
         y = skips.pop()
         decoded = []
@@ -98,7 +101,7 @@ class UNet(nn.Module):
             skip = skips.pop()
             if gates is not None:
                 skip = gates[i](skip, y)
-            y = block(torch.cat([skip, y], dim=1))
+            y = self._run(block, torch.cat([skip, y], dim=1))
             if se_up is not None:
                 y = se_up[i](y)
             decoded.append(y)
@@ -110,6 +113,12 @@ class UNet(nn.Module):
         else:
             self.aux_outputs = []
         return self.head(y)[..., :height, :width]
+
+    def _run(self, block: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """``block(x)``, recomputed in backward instead of stored with grad_checkpointing."""
+        if self.grad_checkpointing and self.training and torch.is_grad_enabled():
+            return checkpoint(block, x, use_reentrant=False)
+        return block(x)
 
 
 def _build(cfg: ModelConfig, se: bool, attention: bool) -> UNet:
@@ -123,6 +132,7 @@ def _build(cfg: ModelConfig, se: bool, attention: bool) -> UNet:
         se=se,
         attention=attention,
         deep_supervision=cfg.deep_supervision,
+        grad_checkpointing=cfg.grad_checkpointing,
     )
 
 
