@@ -159,3 +159,35 @@ def test_fixed_size_encoder_rejects_larger_inputs():
 def test_bad_model_options_are_rejected(key, value):
     with pytest.raises(ValueError):
         ModelConfig(**{key: value})
+
+
+def test_encoder_without_the_family_options_is_a_user_error():
+    with pytest.raises(SeglabError, match="timm encoder 'resnet18' does not accept"):
+        create_model(ModelConfig(name="swinv2_aspp_unet", encoder="resnet18"))
+
+
+def test_deeplab_keeps_the_native_stride_of_encoders_without_output_stride():
+    cfg = ModelConfig(name="deeplabv3plus", encoder="swinv2_tiny_window8_256", base_channels=2)
+    model = create_model(cfg).eval()
+    with torch.no_grad():
+        assert model(torch.randn(1, 1, 50, 70)).shape == (1, 1, 50, 70)
+
+
+def test_frontend_model_folder_round_trip(tmp_path):
+    from seglab.models.io import load_model_folder, save_model_folder
+
+    cfg = ModelConfig(
+        name="unet",
+        depth=2,
+        base_channels=4,
+        in_channels=205,
+        frontend="sinc_spectral",
+        sinc_filters=3,
+        frontend_channels=4,
+    )
+    model = create_model(cfg).eval()
+    save_model_folder(tmp_path / "m", model, {"model": cfg.model_dump(mode="json")})
+    loaded, _ = load_model_folder(tmp_path / "m")
+    x = torch.randn(1, 205, 20, 24)
+    with torch.no_grad():
+        assert torch.equal(model(x), loaded(x))

@@ -11,6 +11,7 @@ import torch
 from torch import nn
 
 from seglab.config import ModelConfig
+from seglab.errors import SeglabError
 from seglab.models.blocks import (
     ASPP,
     ConvBlock,
@@ -67,6 +68,6 @@ def build_deeplabv3plus(cfg: ModelConfig) -> DeepLabV3Plus:
     )
     try:
         encoder = TimmEncoder(name, cfg.in_channels, output_stride=16, **common)
-    except TypeError:  # the encoder has no output_stride argument: keep its native stride
+    except SeglabError:  # the encoder has no output_stride argument: keep its native stride
         encoder = TimmEncoder(name, cfg.in_channels, **common)
     return DeepLabV3Plus(encoder, cfg.num_classes, 16 * cfg.base_channels, cfg.aspp_rates, cfg.norm)

@@ -46,9 +46,15 @@ class TimmEncoder(nn.Module):
             kwargs["img_size"] = img_size
         if name.startswith("swin"):
             kwargs.setdefault("strict_img_size", False)
-        self.model = create_timm_model(
-            name, pretrained=pretrained, features_only=True, in_chans=in_channels, **kwargs
-        )
+        try:
+            self.model = create_timm_model(
+                name, pretrained=pretrained, features_only=True, in_chans=in_channels, **kwargs
+            )
+        except TypeError as exc:  # an option this encoder does not have
+            raise SeglabError(
+                f"timm encoder {name!r} does not accept {sorted(kwargs)}: {exc}",
+                hint="pick an encoder of the family this model expects (see README, Models)",
+            ) from None
         info = self.model.feature_info
         self.channels: list[int] = list(info.channels())
         self.reductions: list[int] = list(info.reduction())
