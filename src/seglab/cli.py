@@ -117,16 +117,48 @@ def check_data(
 
 
 @app.command()
-def models() -> None:
-    """Registered models and their parameter counts (default settings, 1 channel, 1 class)."""
-    from seglab.config import ModelConfig
-    from seglab.models.registry import available_models, create_model
+def models(
+    only: Annotated[
+        str | None, typer.Option("--only", help="Comma-separated model names (default: all).")
+    ] = None,
+    size: Annotated[int, typer.Option("--size", min=16, max=4096, help="Input side.")] = 256,
+    in_channels: Annotated[int, typer.Option("--in-channels", min=1, max=4096)] = 1,
+    timing: Annotated[bool, typer.Option("--timing/--no-timing", help="Time a forward.")] = True,
+) -> None:
+    """Registered models with default settings: parameters, MACs and forward time.
 
-    table = Table("model", "parameters")
-    for name in available_models():
-        model = create_model(ModelConfig(name=name))
-        table.add_row(name, f"{sum(p.numel() for p in model.parameters()):,}")
+    MACs are counted by torch.utils.flop_counter at 1 x in_channels x size x size
+    (multiply-accumulates = FLOPs / 2); the forward time is the median of 3 runs
+    (after one warm-up) at batch 1 on the current device (CUDA if present).
+    """
+    from seglab.config import ModelConfig
+    from seglab.models.profile import profile_model
+    from seglab.models.registry import available_models
+
+    names = available_models()
+    if only:
+        wanted = [n.strip() for n in only.split(",") if n.strip()]
+        unknown = [n for n in wanted if n not in names]
+        if unknown:
+            raise SeglabError(
+                f"unknown model in --only: {', '.join(unknown)}", hint=f"known: {', '.join(names)}"
+            )
+        names = wanted
+    device = "cuda" if _cuda_available() else "cpu"
+    table = Table(
+        "model", "parameters", f"GMACs 1x{in_channels}x{size}x{size}", f"forward ms ({device})"
+    )
+    for name in names:
+        p = profile_model(ModelConfig(name=name, in_channels=in_channels), size, device, timing)
+        ms = f"{p.forward_ms:.1f}" if p.forward_ms is not None else "-"
+        table.add_row(name, f"{p.parameters:,}", f"{p.macs / 1e9:.2f}", ms)
     console.print(table)
+
+
+def _cuda_available() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 
 
 def _print_result(run_path: Path, metrics: dict | None) -> None:

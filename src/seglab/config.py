@@ -150,6 +150,36 @@ class ModelConfig(Section):
     base_channels: int = Field(16, ge=2, le=1024)
     norm: Literal["batch", "instance", "group", "none"] = "batch"
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    # unet options (se_unet / attention_unet switch them on)
+    se: bool = False
+    attention: bool = False
+    # timm encoders (timm_unet, convnext_unet, coatnet_unet, deeplabv3plus); None = family default
+    encoder: str | None = Field(None, min_length=1, max_length=128)
+    pretrained: bool = False
+    img_size: int = Field(256, ge=32, le=4096)
+    # transformer encoders (swin_unet, swinv2_aspp_unet)
+    embed_dim: int = Field(96, ge=8, le=1024)
+    window_size: int = Field(8, ge=2, le=32)
+    depths: list[int] = Field(default_factory=lambda: [2, 2, 2, 2], min_length=2, max_length=5)
+    aspp_rates: list[int] = Field(
+        default_factory=lambda: [1, 6, 12, 18], min_length=1, max_length=8
+    )
+    # any family
+    deep_supervision: bool = False
+    grad_checkpointing: bool = False
+    frontend: Literal["spectral_compressor", "sinc_spectral", "spectral_attention_net"] | None = (
+        None
+    )
+    frontend_channels: int = Field(64, ge=1, le=4096)
+    sinc_filters: int = Field(32, ge=1, le=1024)
+
+    @model_validator(mode="after")
+    def _positive_lists(self) -> ModelConfig:
+        if any(not 1 <= d <= 64 for d in self.depths):
+            raise ValueError(f"model.depths must be blocks per stage in 1..64, got {self.depths}")
+        if any(not 1 <= r <= 64 for r in self.aspp_rates):
+            raise ValueError(f"model.aspp_rates must be dilations in 1..64, got {self.aspp_rates}")
+        return self
 
 
 # --------------------------------------------------------------------------- training

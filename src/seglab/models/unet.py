@@ -1,21 +1,39 @@
-"""The U-Net baseline (Ronneberger et al. 2015), configurable in depth and width."""
+"""The U-Net baseline (Ronneberger et al. 2015), configurable in depth and width.
+
+Options: squeeze-excitation after every conv block (``se_unet``, the hyperspectral
+work's "SECompressorUNet" body), additive attention gates on the skip connections
+(``attention_unet``, Oktay et al. 2018) and deep supervision. With all options
+off the network is exactly the foundation's baseline (same weights layout, same speed).
+"""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from seglab.config import ModelConfig
-from seglab.models.blocks import ConvBlock
+from seglab.models.blocks import (
+    AttentionGate,
+    ConvBlock,
+    SqueezeExcite,
+    pad_to_multiple,
+    upsample_to,
+)
 from seglab.models.registry import register_model
+
+__all__ = ["UNet", "pad_to_multiple"]
 
 
 class UNet(nn.Module):
     """A U-Net for any number of input channels and classes and any input size.
 
     Inputs whose sides are not multiples of ``2**depth`` are padded (reflect)
-    internally and the output is cropped back to the input size.
+    internally and the output is cropped back to the input size. With
+    ``deep_supervision`` the decoder stages above the last one get 1x1 heads; in
+    training mode their logits (resized to the input) are left in ``aux_outputs``,
+    deepest first, while ``forward`` still returns the main logits only.
     """
 
     def __init__(
@@ -26,8 +44,13 @@ class UNet(nn.Module):
         base_channels: int = 16,
         norm: str = "batch",
         dropout: float = 0.0,
+        se: bool = False,
+        attention: bool = False,
+        deep_supervision: bool = False,
+        grad_checkpointing: bool = False,
     ) -> None:
         super().__init__()
+        self.grad_checkpointing = grad_checkpointing
         widths = [base_channels * 2**i for i in range(depth + 1)]
         self.multiple = 2**depth
         self.stem = ConvBlock(in_channels, widths[0], norm)
@@ -43,32 +66,62 @@ class UNet(nn.Module):
             ConvBlock(2 * widths[i], widths[i], norm, dropout) for i in reversed(range(depth))
         )
         self.head = nn.Conv2d(widths[0], num_classes, 1)
+        # optional parts exist only when switched on, so the baseline's state dict is unchanged
+        if se:
+            self.se_down = nn.ModuleList(SqueezeExcite(w) for w in widths)
+            self.se_up = nn.ModuleList(SqueezeExcite(widths[i]) for i in reversed(range(depth)))
+        if attention:
+            self.gates = nn.ModuleList(
+                AttentionGate(widths[i], widths[i], max(widths[i] // 2, 1))
+                for i in reversed(range(depth))
+            )
+        if deep_supervision:
+            self.aux_heads = nn.ModuleList(
+                nn.Conv2d(widths[i], num_classes, 1) for i in reversed(range(1, depth))
+            )
+        self.aux_outputs: list[torch.Tensor] = []
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         height, width = x.shape[-2:]
         x = pad_to_multiple(x, self.multiple)
-        skips = [self.stem(x)]
-        for block in self.down:
-            skips.append(block(F.max_pool2d(skips[-1], 2)))
+        se_down = getattr(self, "se_down", None)
+        se_up = getattr(self, "se_up", None)
+        gates = getattr(self, "gates", None)
+        aux_heads = getattr(self, "aux_heads", None)
+        skips = [self._run(self.stem, x)]
+        if se_down is not None:
+            skips[0] = se_down[0](skips[0])
+        for i, block in enumerate(self.down):
+            y = self._run(block, F.max_pool2d(skips[-1], 2))
+            skips.append(se_down[i + 1](y) if se_down is not None else y)
         y = skips.pop()
-        for up, block in zip(self.up, self.decode, strict=True):
-            y = block(torch.cat([skips.pop(), up(y)], dim=1))
+        decoded = []
+        for i, (up, block) in enumerate(zip(self.up, self.decode, strict=True)):
+            y = up(y)
+            skip = skips.pop()
+            if gates is not None:
+                skip = gates[i](skip, y)
+            y = self._run(block, torch.cat([skip, y], dim=1))
+            if se_up is not None:
+                y = se_up[i](y)
+            decoded.append(y)
+        if aux_heads is not None and self.training:
+            self.aux_outputs = [
+                upsample_to(head(d), x.shape[-2:])[..., :height, :width]
+                for head, d in zip(aux_heads, decoded, strict=False)
+            ]
+        else:
+            self.aux_outputs = []
         return self.head(y)[..., :height, :width]
 
-
-def pad_to_multiple(x: torch.Tensor, multiple: int) -> torch.Tensor:
-    """Pad the bottom and right of ``x`` so both sides are multiples of ``multiple``."""
-    height, width = x.shape[-2:]
-    pad_h, pad_w = -height % multiple, -width % multiple
-    if not (pad_h or pad_w):
-        return x
-    # reflect needs the pad to be smaller than the side; fall back to replicate
-    mode = "reflect" if pad_h < height and pad_w < width else "replicate"
-    return F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
+    def _run(self, block: nn.Module, x: torch.Tensor) -> torch.Tensor:
+        """``block(x)``, recomputed in backward instead of stored with grad_checkpointing."""
+        if self.grad_checkpointing and self.training and torch.is_grad_enabled():
+            return checkpoint(block, x, use_reentrant=False)
+        return block(x)
 
 
-@register_model("unet")
-def build_unet(cfg: ModelConfig) -> UNet:
+def _build(cfg: ModelConfig, se: bool, attention: bool) -> UNet:
     return UNet(
         in_channels=cfg.in_channels,
         num_classes=cfg.num_classes,
@@ -76,4 +129,25 @@ def build_unet(cfg: ModelConfig) -> UNet:
         base_channels=cfg.base_channels,
         norm=cfg.norm,
         dropout=cfg.dropout,
+        se=se,
+        attention=attention,
+        deep_supervision=cfg.deep_supervision,
+        grad_checkpointing=cfg.grad_checkpointing,
     )
+
+
+@register_model("unet")
+def build_unet(cfg: ModelConfig) -> UNet:
+    return _build(cfg, cfg.se, cfg.attention)
+
+
+@register_model("se_unet")
+def build_se_unet(cfg: ModelConfig) -> UNet:
+    """U-Net with squeeze-excitation after every conv block."""
+    return _build(cfg, True, cfg.attention)
+
+
+@register_model("attention_unet")
+def build_attention_unet(cfg: ModelConfig) -> UNet:
+    """U-Net with attention gates on the skip connections."""
+    return _build(cfg, cfg.se, True)
