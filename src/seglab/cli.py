@@ -64,7 +64,7 @@ def run(
 
 @app.command()
 def train(
-    config: Annotated[Path | None, typer.Argument(help="YAML config.")] = None,
+    config: Annotated[Path | None, typer.Argument(help="YAML config; default: built-in.")] = None,
     set_: SetOption = None,
     runs_dir: RunsDir = Path("runs"),
     resume: Annotated[
@@ -84,8 +84,6 @@ def train(
                 hint="edit nothing; a resumed run must equal the run it continues",
             )
         result = resume_pipeline(resume)
-    elif config is None:
-        raise SeglabError("seglab train needs a CONFIG or --resume RUN_DIR", hint="see --help")
     else:
         result = train_pipeline(load_config(config, set_ or []), runs_dir)
     _print_result(result.run.path, None)

@@ -18,7 +18,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from seglab.errors import SeglabError
 
@@ -174,11 +181,12 @@ class TrainConfig(Section):
     logger: Literal["csv", "tensorboard"] = "csv"
     progress: bool = True
 
-    @model_validator(mode="after")
-    def _valid_budget(self) -> TrainConfig:
-        if self.time_budget is not None:
-            parse_duration(self.time_budget)
-        return self
+    @field_validator("time_budget")
+    @classmethod
+    def _valid_budget(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_duration(value)
+        return value
 
 
 _DURATION = re.compile(

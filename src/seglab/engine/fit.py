@@ -173,6 +173,7 @@ def fit(cfg: Config, run: Run, data: PreparedData, resume: bool = False) -> FitR
         warnings.filterwarnings("ignore", message=".*number of training batches.*")
         warnings.filterwarnings("ignore", message=".*resuming from a checkpoint that ended.*")
         warnings.filterwarnings("ignore", message=".*`training_step` returned `None`.*")
+        warnings.filterwarnings("ignore", message=".*when logging on epoch level in distributed.*")
         try:
             trainer.fit(module, train_loader, val_loader, ckpt_path=_resume_path(run, resume))
         except GracefulStop as stop:
