@@ -114,7 +114,7 @@ def fit(cfg: Config, run: Run, data: PreparedData, resume: bool = False) -> FitR
         leave_sigusr1=on_slurm,
     )
     callbacks: list[L.Callback] = [
-        DataProgress(sampler, cfg.train.batch_size),
+        DataProgress(sampler, cfg.train.batch_size, skip_done=_single_process(cfg)),
         history,
         nan_guard,
         collapse,
@@ -205,6 +205,14 @@ def fit(cfg: Config, run: Run, data: PreparedData, resume: bool = False) -> FitR
         is_global_zero=trainer.is_global_zero,
         best_score=float(best.best_model_score) if best.best_model_score is not None else None,
     )
+
+
+def _single_process(cfg: Config) -> bool:
+    return cfg.train.devices * cfg.train.num_nodes == 1 and not _launched_by_torchrun()
+
+
+def _launched_by_torchrun() -> bool:
+    return int(os.environ.get("WORLD_SIZE", "1") or 1) > 1
 
 
 def _loggers(cfg: Config, run: Run) -> list[Logger]:

@@ -54,9 +54,10 @@ class EpochIndexed(Dataset):
 class DataProgress(L.Callback):
     """Keeps the sampler on the trainer's epoch and saves where in the epoch training is."""
 
-    def __init__(self, sampler: ResumableSampler, batch_size: int) -> None:
+    def __init__(self, sampler: ResumableSampler, batch_size: int, skip_done: bool = True) -> None:
         self.sampler = sampler
         self.batch_size = batch_size
+        self.skip_done = skip_done  # False with DDP: Lightning splits the sampler's indices
         self.epoch = 0
         self.batches = 0
         self.finished = False
@@ -74,7 +75,8 @@ class DataProgress(L.Callback):
         if self.finished:
             self.sampler.epoch, self.sampler.skip = epoch + 1, 0
         else:
-            self.sampler.epoch, self.sampler.skip = epoch, batches * self.batch_size
+            self.sampler.epoch = epoch
+            self.sampler.skip = batches * self.batch_size if self.skip_done else 0
 
     def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         if self.epoch != trainer.current_epoch or self.finished:
