@@ -56,6 +56,14 @@ class StopConditions(L.Callback):
 
     def setup(self, trainer: L.Trainer, module: L.LightningModule, stage: str) -> None:
         self._start = time.monotonic()
+        self._install()
+
+    def on_train_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        # Lightning registers its own SIGTERM handler after setup (it would exit without a
+        # checkpoint at the next batch): ours goes back in front of it
+        self._install()
+
+    def _install(self) -> None:
         if threading.current_thread() is not threading.main_thread():
             return
         for name in STOP_SIGNALS:
@@ -63,7 +71,8 @@ class StopConditions(L.Callback):
                 continue
             signum = getattr(signal, name, None)
             if signum is not None:
-                self._previous[signum] = signal.signal(signum, self._on_signal)
+                previous = signal.signal(signum, self._on_signal)
+                self._previous.setdefault(signum, previous)
 
     def teardown(self, trainer: L.Trainer, module: L.LightningModule, stage: str) -> None:
         if threading.current_thread() is not threading.main_thread():
