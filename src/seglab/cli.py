@@ -64,16 +64,61 @@ def run(
 
 @app.command()
 def train(
-    config: Annotated[Path, typer.Argument(help="YAML config.")],
+    config: Annotated[Path | None, typer.Argument(help="YAML config; default: built-in.")] = None,
+    set_: SetOption = None,
+    runs_dir: RunsDir = Path("runs"),
+    resume: Annotated[
+        Path | None,
+        typer.Option("--resume", help="Continue this run folder from its last checkpoint."),
+    ] = None,
+) -> None:
+    """Train into a new run folder (no test evaluation), or continue one with --resume."""
+    from seglab.config import load_config
+    from seglab.pipeline import resume as resume_pipeline
+    from seglab.pipeline import train as train_pipeline
+
+    if resume is not None:
+        if config is not None or set_:
+            raise SeglabError(
+                "--resume takes no CONFIG or --set: the run folder's config.yaml is used",
+                hint="edit nothing; a resumed run must equal the run it continues",
+            )
+        result = resume_pipeline(resume)
+    else:
+        result = train_pipeline(load_config(config, set_ or []), runs_dir)
+    _print_result(result.run.path, None)
+
+
+@app.command()
+def sweep(
+    config: Annotated[Path | None, typer.Argument(help="YAML config; default: built-in.")] = None,
+    models: Annotated[
+        str, typer.Option("--models", help="Comma-separated model names, e.g. unet,swin_unet.")
+    ] = "",
     set_: SetOption = None,
     runs_dir: RunsDir = Path("runs"),
 ) -> None:
-    """Train into a new run folder (no test evaluation)."""
+    """Run the whole pipeline once per model, each in its own process and run folder."""
     from seglab.config import load_config
-    from seglab.pipeline import train as train_pipeline
+    from seglab.sweep import run_sweep
 
-    result = train_pipeline(load_config(config, set_ or []), runs_dir)
-    _print_result(result.run.path, None)
+    names = [m.strip() for m in models.split(",") if m.strip()]
+    if not names:
+        raise SeglabError("--models is empty", hint="pass e.g. --models unet,swin_unet")
+    cfg = load_config(config, set_ or [])  # a bad config fails here, once, not once per model
+    result = run_sweep(cfg, config, names, set_ or [], runs_dir)
+    table = Table("model", "status", "test IoU", "seconds", "run folder")
+    for row in result.rows:
+        iou = row.get("test_iou")
+        table.add_row(
+            row["model"],
+            row["status"],
+            "-" if iou is None else f"{iou:.4f}",
+            f"{row['seconds']:.0f}",
+            str(row.get("run_dir") or "-"),
+        )
+    console.print(table)
+    console.print(f"sweep folder: {result.folder}")
 
 
 @app.command()

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -186,8 +187,29 @@ class ModelConfig(Section):
 
 
 class LossConfig(Section):
-    name: str = "bce_dice"
-    smooth: float = Field(1.0, ge=0.0, le=1e4)
+    name: str = "bce_dice"  # a registered loss, or "sum" for a weighted sum of `terms`
+    smooth: float = Field(1.0, ge=0.0, le=1e4)  # Dice / Jaccard / Tversky smoothing
+    weights: list[float] | None = None  # the two weights of a pair loss (focal_dice: 0.6, 0.4)
+    terms: dict[str, float] = {}  # name: "sum" adds these losses with these weights
+    focal_alpha: float | None = Field(0.25, ge=0.0, le=1.0)  # None: no class balancing
+    focal_gamma: float = Field(2.0, ge=0.0, le=10.0)
+    tversky_alpha: float = Field(0.3, ge=0.0, le=1.0)  # weight of false positives
+    tversky_beta: float = Field(0.7, ge=0.0, le=1.0)  # weight of false negatives
+    class_weights: list[float] | None = None  # cross-entropy weight of each class
+
+    @model_validator(mode="after")
+    def _valid_weights(self) -> LossConfig:
+        if self.weights is not None and (
+            len(self.weights) != 2 or any(w < 0 for w in self.weights)
+        ):
+            raise ValueError("weights must be two non-negative numbers, e.g. [0.6, 0.4]")
+        if any(w < 0 for w in self.terms.values()):
+            raise ValueError("terms weights must be non-negative")
+        if self.name == "sum" and not self.terms:
+            raise ValueError("name 'sum' needs terms, e.g. {focal: 0.6, dice: 0.4}")
+        if self.class_weights is not None and any(w < 0 for w in self.class_weights):
+            raise ValueError("class_weights must be non-negative")
+        return self
 
 
 class OptimConfig(Section):
@@ -195,12 +217,37 @@ class OptimConfig(Section):
     lr: float = Field(3e-3, gt=0.0, le=10.0)
     weight_decay: float = Field(1e-4, ge=0.0, le=1.0)
     momentum: float = Field(0.9, ge=0.0, lt=1.0)
+    betas: tuple[float, float] = (0.9, 0.999)
 
 
 class ScheduleConfig(Section):
-    name: Literal["cosine", "constant"] = "cosine"
+    name: Literal["cosine", "warmup_cosine", "poly", "plateau", "constant"] = "cosine"
     warmup_epochs: int = Field(0, ge=0, le=100_000)
     min_lr: float = Field(1e-5, ge=0.0, le=10.0)
+    power: float = Field(0.9, gt=0.0, le=10.0)  # poly
+    monitor: str = "val_loss"  # plateau: the logged metric it watches
+    mode: Literal["min", "max"] = "min"  # plateau
+    factor: float = Field(0.5, gt=0.0, lt=1.0)  # plateau
+    patience: int = Field(3, ge=0, le=100_000)  # plateau
+
+
+class EarlyStopConfig(Section):
+    monitor: str = "val_iou"
+    mode: Literal["min", "max"] = "max"
+    patience: int = Field(5, ge=1, le=100_000)
+    min_delta: float = Field(0.0, ge=0.0)
+
+
+class CheckpointConfig(Section):
+    monitor: str = "val_iou"  # best.ckpt is the best by this logged metric
+    mode: Literal["min", "max"] = "max"
+    every_n_epochs: int = Field(0, ge=0, le=100_000)  # also keep epoch_N.ckpt; 0 = no
+
+
+class GuardConfig(Section):
+    max_bad_steps: int = Field(5, ge=1, le=100_000)  # non-finite steps in a row -> roll back
+    max_rollbacks: int = Field(2, ge=0, le=100)  # then stop with a diagnosis
+    collapse_patience: int = Field(3, ge=1, le=100_000)  # constant predictions -> warning
 
 
 class TrainConfig(Section):
@@ -208,10 +255,45 @@ class TrainConfig(Section):
     batch_size: int = Field(8, ge=1, le=65_536)
     accelerator: Literal["auto", "cpu", "gpu", "cuda", "mps"] = "auto"
     devices: int = Field(1, ge=1, le=1024)
+    num_nodes: int = Field(1, ge=1, le=100_000)
+    strategy: Literal["auto", "ddp", "ddp_spawn", "fsdp", "deepspeed"] = "auto"
     precision: Literal["32", "16-mixed", "bf16-mixed"] = "32"
     num_workers: int = Field(0, ge=0, le=256)
     grad_clip: float | None = Field(None, gt=0.0)
+    accumulate_grad_batches: int = Field(1, ge=1, le=65_536)
+    channels_last: bool = False
+    compile: bool = False
+    grad_checkpointing: bool = False
+    time_budget: str | None = None  # e.g. 2h30m, 45m, 90s: stop cleanly before it runs out
+    early_stopping: EarlyStopConfig | None = None
+    checkpoint: CheckpointConfig = CheckpointConfig()
+    guard: GuardConfig = GuardConfig()
+    logger: Literal["csv", "tensorboard"] = "csv"
     progress: bool = True
+
+    @field_validator("time_budget")
+    @classmethod
+    def _valid_budget(cls, value: str | None) -> str | None:
+        if value is not None:
+            parse_duration(value)
+        return value
+
+
+_DURATION = re.compile(
+    r"^\s*(?:(\d+(?:\.\d+)?)h)?\s*(?:(\d+(?:\.\d+)?)m)?\s*(?:(\d+(?:\.\d+)?)s?)?\s*$"
+)
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in ``2h30m``, ``45m``, ``90s`` or ``90``; ValueError when unreadable or zero."""
+    match = _DURATION.match(str(text))
+    if not match or not any(match.groups()):
+        raise ValueError(f"cannot read duration {text!r}; write e.g. 2h30m, 45m or 90s")
+    hours, minutes, seconds = (float(g) if g else 0.0 for g in match.groups())
+    total = hours * 3600 + minutes * 60 + seconds
+    if total <= 0:
+        raise ValueError(f"duration {text!r} must be positive")
+    return total
 
 
 class EvalConfig(Section):

@@ -1,54 +1,118 @@
-"""Callbacks: the per-epoch history file and the epoch line on the console."""
+"""Callbacks: the per-epoch history file (with memory figures) and the epoch line on the console."""
 
 from __future__ import annotations
 
 import logging
 import math
+import os
+import resource
 import time
 from typing import Any
 
 import lightning as L
+import torch
 
 from seglab.runs import HISTORY_FILE, Run
 
 log = logging.getLogger("seglab")
 
-HISTORY_FIELDS = ["epoch", "train_loss", "val_loss", "val_iou", "val_dice", "lr", "seconds"]
+HISTORY_FIELDS = [
+    "epoch",
+    "train_loss",
+    "val_loss",
+    "val_iou",  # dataset-level (pixels of all validation images pooled)
+    "val_dice",
+    "val_image_iou",  # mean over validation images of each image's IoU
+    "val_image_dice",
+    "val_precision",
+    "val_recall",
+    "lr",
+    "seconds",  # the whole epoch, validation included
+    "train_seconds",  # training batches only
+    "images_per_s",  # training patches per second
+    "skipped_steps",  # non-finite steps skipped by the NaN guard
+    "peak_gpu_mb",
+    "rss_mb",
+]
+
+
+def process_rss_mb() -> float:
+    """Resident memory of this process now (Linux /proc), else its peak (getrusage)."""
+    try:
+        with open("/proc/self/statm") as fh:
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+    except (OSError, ValueError, IndexError):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 class HistoryWriter(L.Callback):
-    """Appends one row per epoch to ``history.csv`` (rewritten atomically) and logs it."""
+    """One row per epoch in ``history.csv`` (rewritten atomically); the rows live in checkpoints."""
 
     def __init__(self, run: Run) -> None:
         self.run = run
         self.rows: list[dict[str, Any]] = []
-        self._start = 0.0
+        self._start = self._train_end = 0.0
+        self._images = 0
         self._lr = float("nan")
+        self.skipped_steps = 0  # incremented by the NaN guard
+
+    @property
+    def state_key(self) -> str:
+        return "HistoryWriter"
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rows": self.rows, "lr": self._lr, "skipped_steps": self.skipped_steps}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self.rows = list(state_dict.get("rows", []))
+        self._lr = float(state_dict.get("lr", float("nan")))  # of an epoch resumed midway
+        self.skipped_steps = int(state_dict.get("skipped_steps", 0))
+
+    def on_train_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        self._start = self._train_end = time.perf_counter()  # a resumed epoch starts now
 
     def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        self._start = time.perf_counter()
+        self._start = self._train_end = time.perf_counter()
+        self._images = 0
+        self.skipped_steps = 0
         self._lr = trainer.optimizers[0].param_groups[0]["lr"]  # the rate this epoch trains at
+        if torch.cuda.is_available():
+            torch.cuda.reset_peak_memory_stats()
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:  # noqa: ANN001
+        self._images += int(batch[0].shape[0])
+        self._train_end = time.perf_counter()
 
     def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         metrics = trainer.callback_metrics
         row: dict[str, Any] = {"epoch": trainer.current_epoch + 1}
-        for key in ("train_loss", "val_loss", "val_iou", "val_dice"):
+        for key in HISTORY_FIELDS[1:9]:
             value = metrics.get(key)
             row[key] = float(value) if value is not None else None
+        if hasattr(module, "epoch_train_loss"):  # resumed mid-epoch: the whole epoch's mean
+            row["train_loss"] = module.epoch_train_loss()
+        train_seconds = self._train_end - self._start
         row["lr"] = self._lr
         row["seconds"] = round(time.perf_counter() - self._start, 3)
-        self.rows.append(row)
-        self.run.write_csv(HISTORY_FILE, self.rows, HISTORY_FIELDS)
-        log.info(
-            "epoch %d/%d  train_loss %s  val_loss %s  val_iou %s  lr %.2e  %.1fs",
-            row["epoch"],
-            trainer.max_epochs,
-            _fmt(row["train_loss"]),
-            _fmt(row["val_loss"]),
-            _fmt(row["val_iou"]),
-            row["lr"],
-            row["seconds"],
-        )
+        row["train_seconds"] = round(train_seconds, 3)
+        row["images_per_s"] = self._images * trainer.world_size / max(train_seconds, 1e-9)
+        row["skipped_steps"] = self.skipped_steps
+        if torch.cuda.is_available():
+            row["peak_gpu_mb"] = torch.cuda.max_memory_allocated() / 2**20
+        row["rss_mb"] = process_rss_mb()
+        self.rows = [r for r in self.rows if r["epoch"] < row["epoch"]] + [row]
+        if trainer.is_global_zero:
+            self.run.write_csv(HISTORY_FILE, self.rows, HISTORY_FIELDS)
+            log.info(
+                "epoch %d/%d  train_loss %s  val_loss %s  val_iou %s  lr %.2e  %.1fs",
+                row["epoch"],
+                trainer.max_epochs,
+                _fmt(row["train_loss"]),
+                _fmt(row["val_loss"]),
+                _fmt(row["val_iou"]),
+                row["lr"],
+                row["seconds"],
+            )
 
 
 def _fmt(value: float | None) -> str:

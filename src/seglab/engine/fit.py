@@ -1,29 +1,44 @@
-"""``fit(cfg, run, data)``: train a model with Lightning and keep the best weights."""
+"""``fit(cfg, run, data)``: train a model with Lightning, robustly, and keep the best weights.
+
+Lightning does devices, precision, accumulation, checkpointing and DDP; the
+callbacks here add the history file, the NaN and collapse guards, the time
+budget and signal handling, and exact mid-epoch resume.
+"""
 
 from __future__ import annotations
 
+import importlib.util
 import logging
+import os
 import sys
 import time
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, RichProgressBar
+from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
+from lightning.pytorch.plugins.environments import SLURMEnvironment
 from torch import nn
 from torch.utils.data import DataLoader
 
-from seglab.config import Config
+from seglab.config import Config, parse_duration
 from seglab.data.datasets import ImageDataset, train_dataset
 from seglab.data.prepare import PreparedData
 from seglab.engine.callbacks import HistoryWriter
 from seglab.engine.checkpoint_io import SafeCheckpointIO, load_state_dict
+from seglab.engine.guards import CollapseGuard, NanGuard
 from seglab.engine.module import SegModule
+from seglab.engine.sampling import DataProgress, EpochIndexed, ResumableSampler
+from seglab.engine.stopping import GracefulStop, StopConditions
 from seglab.models.registry import create_model
 from seglab.runs import Run
 
 log = logging.getLogger("seglab")
+RUN_DIR_ENV = "SEGLAB_RUN_DIR"  # DDP child processes train into their parent's run folder
+LAST = "last.ckpt"
 
 
 @dataclass
@@ -34,17 +49,29 @@ class FitResult:
     epochs_run: int
     seconds: float
     stopped_because: str
+    completed: bool = True  # False when cut short (budget, signal, NaN guard)
+    diagnosis: str | None = None
+    warnings: list[str] = field(default_factory=list)
+    is_global_zero: bool = True
+    best_score: float | None = None  # by train.checkpoint.monitor
 
 
-def fit(cfg: Config, run: Run, data: PreparedData) -> FitResult:
-    """Train ``cfg.model`` on ``data``; checkpoints and history go into ``run``."""
+def fit(cfg: Config, run: Run, data: PreparedData, resume: bool = False) -> FitResult:
+    """Train ``cfg.model`` on ``data``; checkpoints and history go into ``run``.
+
+    ``resume=True`` continues from the newest checkpoint in the run folder.
+    """
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     model = create_model(cfg.model)
+    if cfg.train.grad_checkpointing:
+        _enable_grad_checkpointing(model)
     module = SegModule(model, cfg)
+    patches = train_dataset(cfg, data.train, data.normalization)
+    sampler = ResumableSampler(len(patches))
     train_loader = DataLoader(
-        train_dataset(cfg, data.train, data.normalization),
+        EpochIndexed(patches),
         batch_size=cfg.train.batch_size,
-        shuffle=False,
+        sampler=sampler,
         num_workers=cfg.train.num_workers,
         drop_last=cfg.data.patches_per_epoch >= 2 * cfg.train.batch_size,
     )
@@ -53,16 +80,62 @@ def fit(cfg: Config, run: Run, data: PreparedData) -> FitResult:
         batch_size=1,
         num_workers=cfg.train.num_workers,
     )
+    ck = cfg.train.checkpoint
     best = ModelCheckpoint(
         dirpath=run.checkpoints,
         filename="best",
-        monitor="val_iou",
-        mode="max",
+        monitor=ck.monitor,
+        mode=ck.mode,
         save_last=True,
+        save_on_train_epoch_end=True,
         enable_version_counter=False,
     )
     history = HistoryWriter(run)
-    callbacks: list[L.Callback] = [best, history]
+    nan_guard = NanGuard(
+        run.checkpoints / LAST,
+        cfg.train.guard.max_bad_steps,
+        cfg.train.guard.max_rollbacks,
+        check_gradients=cfg.train.precision != "16-mixed",  # GradScaler skips inf steps itself
+        history=history,
+    )
+    collapse = CollapseGuard(cfg.train.guard.collapse_patience)
+    on_slurm = SLURMEnvironment.detect()
+    stops = StopConditions(
+        run.checkpoints / LAST,
+        parse_duration(cfg.train.time_budget) if cfg.train.time_budget else None,
+        cfg.train.time_budget,
+        leave_sigusr1=on_slurm,
+    )
+    callbacks: list[L.Callback] = [
+        DataProgress(sampler, cfg.train.batch_size, skip_done=_single_process(cfg)),
+        history,
+        nan_guard,
+        collapse,
+        stops,
+        best,
+    ]
+    if ck.every_n_epochs:
+        callbacks.append(
+            ModelCheckpoint(
+                dirpath=run.checkpoints,
+                filename="epoch_{epoch}",
+                every_n_epochs=ck.every_n_epochs,
+                save_top_k=-1,
+                save_on_train_epoch_end=True,
+                enable_version_counter=False,
+            )
+        )
+    early = None
+    if cfg.train.early_stopping is not None:
+        es = cfg.train.early_stopping
+        early = EarlyStopping(
+            monitor=es.monitor,
+            mode=es.mode,
+            patience=es.patience,
+            min_delta=es.min_delta,
+            check_on_train_epoch_end=True,
+        )
+        callbacks.append(early)
     show_bar = cfg.train.progress and sys.stdout.isatty()
     if show_bar:
         callbacks.append(RichProgressBar(leave=True))
@@ -70,39 +143,109 @@ def fit(cfg: Config, run: Run, data: PreparedData) -> FitResult:
         max_epochs=cfg.train.epochs,
         accelerator=cfg.train.accelerator,
         devices=cfg.train.devices,
+        num_nodes=cfg.train.num_nodes,
+        strategy=cfg.train.strategy,
         precision=cfg.train.precision,
         gradient_clip_val=cfg.train.grad_clip,
+        accumulate_grad_batches=cfg.train.accumulate_grad_batches,
         callbacks=callbacks,
         plugins=[SafeCheckpointIO()],
-        logger=False,
+        logger=_loggers(cfg, run),
         default_root_dir=run.path,
         enable_progress_bar=show_bar,
         enable_model_summary=False,
         num_sanity_val_steps=0,
         log_every_n_steps=1,
     )
+    previous_env = os.environ.get(RUN_DIR_ENV)
+    os.environ[RUN_DIR_ENV] = str(run.path.resolve())  # for DDP processes started by Lightning
     start = time.perf_counter()
+    stopped: str | None = None
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*does not have many workers.*")
         warnings.filterwarnings("ignore", message=".*number of training batches.*")
-        trainer.fit(module, train_loader, val_loader)
+        warnings.filterwarnings("ignore", message=".*resuming from a checkpoint that ended.*")
+        warnings.filterwarnings("ignore", message=".*`training_step` returned `None`.*")
+        warnings.filterwarnings("ignore", message=".*when logging on epoch level in distributed.*")
+        try:
+            trainer.fit(module, train_loader, val_loader, ckpt_path=_resume_path(run, resume))
+        except GracefulStop as stop:
+            stopped = stop.reason
+        finally:
+            if previous_env is None:
+                os.environ.pop(RUN_DIR_ENV, None)
+            else:
+                os.environ[RUN_DIR_ENV] = previous_env
     seconds = time.perf_counter() - start
-    if best.best_model_path:
+    if best.best_model_path and Path(best.best_model_path).is_file():
         model.load_state_dict(load_state_dict(best.best_model_path))
-    best_epoch = _best_epoch(history.rows)
+    stopped = stopped or stops.reason
+    if nan_guard.diagnosis:
+        stopped = f"non-finite values: {nan_guard.diagnosis}"
+    elif early is not None and early.stopped_epoch > 0:
+        stopped = f"early stopping: {early.monitor} stopped improving"
+    best_epoch, best_iou = _best(history.rows, "val_iou")
     return FitResult(
         model=model.eval(),
         best_epoch=best_epoch,
-        best_val_iou=float(best.best_model_score) if best.best_model_score is not None else None,
+        best_val_iou=best_iou,
         epochs_run=len(history.rows),
         seconds=seconds,
-        stopped_because="interrupted" if trainer.interrupted else "max_epochs",
+        stopped_because=stopped or ("interrupted" if trainer.interrupted else "max_epochs"),
+        completed=stopped is None or stopped.startswith("early stopping"),
+        diagnosis=nan_guard.diagnosis,
+        warnings=list(collapse.warnings),
+        is_global_zero=trainer.is_global_zero,
+        best_score=float(best.best_model_score) if best.best_model_score is not None else None,
     )
 
 
-def _best_epoch(rows: list[dict]) -> int | None:
-    scored = [r for r in rows if r.get("val_iou") is not None]
-    return max(scored, key=lambda r: r["val_iou"])["epoch"] if scored else None
+def _single_process(cfg: Config) -> bool:
+    return cfg.train.devices * cfg.train.num_nodes == 1 and not _launched_by_torchrun()
+
+
+def _launched_by_torchrun() -> bool:
+    return int(os.environ.get("WORLD_SIZE", "1") or 1) > 1
+
+
+def _loggers(cfg: Config, run: Run) -> list[Logger]:
+    loggers: list[Logger] = [CSVLogger(run.path, name="logs", version="")]
+    if cfg.train.logger == "tensorboard":
+        if importlib.util.find_spec("tensorboard") or importlib.util.find_spec("tensorboardX"):
+            loggers.append(TensorBoardLogger(run.path, name="tensorboard", version=""))
+        else:
+            log.warning("train.logger is tensorboard but it is not installed; CSV only")
+    return loggers
+
+
+def _resume_path(run: Run, resume: bool) -> str | None:
+    """The newest of last.ckpt and Lightning's SLURM hpc_ckpt_*.ckpt, when resuming."""
+    if not resume:
+        return None
+    candidates = [run.checkpoints / LAST, *run.path.glob("hpc_ckpt_*.ckpt")]
+    existing = [p for p in candidates if p.is_file()]
+    if not existing:
+        log.warning("no checkpoint in %s yet: training from the start", run.checkpoints)
+        return None
+    newest = max(existing, key=lambda p: p.stat().st_mtime)
+    log.info("resuming from %s", newest)
+    return str(newest)
+
+
+def _enable_grad_checkpointing(model: nn.Module) -> None:
+    setter = getattr(model, "set_grad_checkpointing", None)
+    if callable(setter):
+        setter(True)
+    else:
+        log.warning("train.grad_checkpointing: %s does not support it", type(model).__name__)
+
+
+def _best(rows: list[dict], key: str) -> tuple[int | None, float | None]:
+    scored = [r for r in rows if r.get(key) is not None]
+    if not scored:
+        return None, None
+    row = max(scored, key=lambda r: r[key])
+    return row["epoch"], row[key]
 
 
 def device_of(model: nn.Module) -> torch.device:

@@ -1,8 +1,17 @@
-"""The LightningModule: one training step, one validation step, the optimiser."""
+"""The LightningModule: training and validation steps, the optimiser and its schedule.
+
+Hooks for other parts of seglab:
+
+- ``self.augment``: an ``nn.Module`` (or None) applied to ``(images, masks)`` of
+  training batches on the device, in :meth:`on_after_batch_transfer`.
+- Non-finite losses are skipped here (the step returns None) and counted by
+  :class:`seglab.engine.guards.NanGuard`, which also checks gradients.
+"""
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import lightning as L
 import torch
@@ -10,8 +19,12 @@ from torch import nn
 
 from seglab.config import Config
 from seglab.data.augment import build_augment
+from seglab.engine.optim import build_optimizer, build_scheduler, lr_factor  # noqa: F401
+from seglab.engine.rng import capture_rng, restore_rng
 from seglab.losses import create_loss, probabilities
-from seglab.metrics import confusion_counts, summarize
+from seglab.metrics import SegMetrics
+
+Batch = tuple[torch.Tensor, torch.Tensor]
 
 
 class SegModule(L.LightningModule):
@@ -20,58 +33,103 @@ class SegModule(L.LightningModule):
         self.model = model
         self.cfg = cfg
         self.loss_fn = create_loss(cfg.loss, cfg.model.num_classes, cfg.data.ignore_index)
-        self._val_counts: list[torch.Tensor] = []
-        self.augment = build_augment(cfg.data.augment, cfg.data.ignore_index)
+        self.val_metrics = SegMetrics(cfg.model.num_classes, cfg.data.ignore_index)
+        # on-device augmentation of training batches (None when switched off)
+        self.augment: nn.Module | None = build_augment(cfg.data.augment, cfg.data.ignore_index)
+        self.channels_last = cfg.train.channels_last
+        self.bad_loss: str | None = None  # why the last step was skipped (read by NanGuard)
+        self.last_val: dict[str, float] = {}
+        # the epoch's training loss, kept here (and in checkpoints) so a run resumed
+        # mid-epoch reports the same mean as one that never stopped
+        self._loss_epoch = -1
+        self._loss_sum = torch.zeros((), dtype=torch.float64)
+        self._loss_count = 0
+        self._forward = model
+        if cfg.train.channels_last:
+            model.to(memory_format=torch.channels_last)
+        if cfg.train.compile:
+            object.__setattr__(self, "_forward", torch.compile(model))  # not a submodule
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.model(x)
+        return self._forward(x)
 
-    def on_after_batch_transfer(self, batch, dataloader_idx: int):  # noqa: ANN001, ANN201
-        # batched augmentation on the device (seglab.data.augment), training batches only
-        if self.augment is not None and self.trainer.training:
-            batch = self.augment(*batch)
-        return batch
+    def on_after_batch_transfer(self, batch: Batch, dataloader_idx: int) -> Batch:
+        images, masks = batch
+        if self.trainer is not None and self.trainer.training and self.augment is not None:
+            images, masks = self.augment(images, masks)
+        if self.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        return images, masks
 
     def on_train_epoch_start(self) -> None:
-        dataset = self.trainer.train_dataloader.dataset
-        if hasattr(dataset, "set_epoch"):
-            dataset.set_epoch(self.current_epoch)
+        if self._loss_epoch != self.current_epoch:
+            self._loss_epoch = self.current_epoch
+            self._loss_sum = torch.zeros((), dtype=torch.float64, device=self.device)
+            self._loss_count = 0
 
-    def training_step(self, batch: tuple[torch.Tensor, torch.Tensor], _: int) -> torch.Tensor:
+    def epoch_train_loss(self) -> float | None:
+        """Mean training loss of this epoch's finite steps, over all processes."""
+        total = torch.stack(
+            [
+                self._loss_sum.to(self.device),
+                torch.tensor(float(self._loss_count), device=self.device, dtype=torch.float64),
+            ]
+        )
+        total = self.trainer.strategy.reduce(total, reduce_op="sum") if self._trainer else total
+        return float(total[0] / total[1]) if total[1] > 0 else None
+
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor | None:
         images, masks = batch
-        loss = self.loss_fn(self.model(images), masks)
-        self.log("train_loss", loss, on_step=False, on_epoch=True, batch_size=images.shape[0])
+        loss = self.loss_fn(self(images), masks)
+        if not torch.isfinite(loss):
+            self.bad_loss = f"loss is {float(loss.detach())} at step {self.global_step}"
+            return None  # Lightning skips backward and the optimiser step
+        self.bad_loss = None
+        self._loss_sum = self._loss_sum.to(loss.device) + loss.detach().double() * images.shape[0]
+        self._loss_count += images.shape[0]
         return loss
 
-    def validation_step(self, batch: tuple[torch.Tensor, torch.Tensor], _: int) -> None:
+    def validation_step(self, batch: Batch, batch_idx: int) -> None:
         images, masks = batch
-        logits = self.model(images)
+        logits = self(images)
         loss = self.loss_fn(logits, masks)
-        self.log("val_loss", loss, on_epoch=True, batch_size=images.shape[0])
-        self._val_counts.append(
-            confusion_counts(
-                predict_labels(logits, self.cfg.eval.threshold),
-                masks,
-                self.cfg.model.num_classes,
-                self.cfg.data.ignore_index,
-            ).cpu()
-        )
+        self.log("val_loss", loss, on_epoch=True, batch_size=images.shape[0], sync_dist=True)
+        self.val_metrics.update(predict_labels(logits, self.cfg.eval.threshold), masks)
 
     def on_validation_epoch_end(self) -> None:
-        if not self._val_counts:
+        values = self.val_metrics.compute()
+        self.val_metrics.reset()
+        if not values:
             return
-        summary = summarize(torch.cat(self._val_counts))["dataset"]
-        self._val_counts.clear()
-        self.log("val_iou", _finite(summary["iou"]), prog_bar=True)
-        self.log("val_dice", _finite(summary["dice"]))
+        self.last_val = values
+        for name, value in values.items():
+            if name != "constant_prediction":
+                self.log(f"val_{name}", _finite(value), prog_bar=name == "iou", sync_dist=False)
 
-    def configure_optimizers(self):  # noqa: ANN201 - Lightning's own return type
+    def configure_optimizers(self) -> dict[str, Any]:
         optimizer = build_optimizer(self.model, self.cfg)
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lr_lambda=lr_factor(self.cfg))
-        return {
-            "optimizer": optimizer,
-            "lr_scheduler": {"scheduler": scheduler, "interval": "epoch"},
+        return {"optimizer": optimizer, "lr_scheduler": build_scheduler(optimizer, self.cfg)}
+
+    def on_train_epoch_end(self) -> None:
+        loss = self.epoch_train_loss()
+        if loss is not None:
+            self.log("train_loss", loss, on_step=False, on_epoch=True)
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        checkpoint["seglab_rng"] = capture_rng()
+        checkpoint["seglab_train_loss"] = {
+            "epoch": self._loss_epoch,
+            "sum": self._loss_sum.detach().cpu(),
+            "count": self._loss_count,
         }
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        if "seglab_rng" in checkpoint:
+            restore_rng(checkpoint["seglab_rng"])
+        if "seglab_train_loss" in checkpoint:
+            state = checkpoint["seglab_train_loss"]
+            self._loss_epoch, self._loss_count = int(state["epoch"]), int(state["count"])
+            self._loss_sum = state["sum"].to(torch.float64)
 
 
 def predict_labels(logits: torch.Tensor, threshold: float) -> torch.Tensor:
@@ -83,37 +141,3 @@ def predict_labels(logits: torch.Tensor, threshold: float) -> torch.Tensor:
 
 def _finite(value: float) -> float:
     return value if math.isfinite(value) else 0.0
-
-
-def build_optimizer(model: nn.Module, cfg: Config) -> torch.optim.Optimizer:
-    """The configured optimiser; no weight decay on norms and biases."""
-    decay, no_decay = [], []
-    for name, param in model.named_parameters():
-        if param.requires_grad:
-            (no_decay if param.ndim <= 1 or name.endswith(".bias") else decay).append(param)
-    groups = [
-        {"params": decay, "weight_decay": cfg.optim.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
-    o = cfg.optim
-    if o.name == "sgd":
-        return torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum, nesterov=o.momentum > 0)
-    if o.name == "adam":
-        return torch.optim.Adam(groups, lr=o.lr)
-    return torch.optim.AdamW(groups, lr=o.lr)
-
-
-def lr_factor(cfg: Config):  # noqa: ANN201 - returns a function of the epoch
-    """Multiplier of the base learning rate at each epoch (linear warmup, then cosine)."""
-    epochs, warmup = cfg.train.epochs, cfg.schedule.warmup_epochs
-    floor = min(cfg.schedule.min_lr / cfg.optim.lr, 1.0)
-
-    def factor(epoch: int) -> float:
-        if epoch < warmup:
-            return (epoch + 1) / (warmup + 1)
-        if cfg.schedule.name == "constant":
-            return 1.0
-        progress = (epoch - warmup) / max(1, epochs - warmup)
-        return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
-
-    return factor

@@ -1,79 +1,36 @@
-"""Segmentation metrics from per-image confusion counts.
+"""Segmentation metrics: IoU, Dice, precision, recall, accuracy; per class and class-averaged.
 
-Counts are kept per image and per class as ``[tp, fp, fn, tn]`` so that both
-dataset-level scores (pixels pooled over all images) and mean-per-image scores
-come from the same numbers. For binary tasks the one class is the foreground.
+Two averages, never to be confused:
+
+- **dataset-level** (``dataset``, logged as ``val_iou``...): pixels of all
+  images pooled into one confusion table per class, then the score.
+- **mean per image** (``per_image_mean``, logged as ``val_image_iou``...):
+  the score of each image, then the mean over images (images where a score
+  is undefined, e.g. no object and none predicted, drop out).
+
+Everything comes from per-image, per-class ``[tp, fp, fn, tn]`` counts
+(:func:`confusion_counts`); :class:`SegMetrics` accumulates them as a
+torchmetrics ``Metric`` so they are synchronised across DDP processes.
 """
 
-from __future__ import annotations
+from seglab.metrics.counts import (
+    METRICS,
+    confusion_counts,
+    per_class_scores,
+    per_image_scores,
+    prediction_is_constant,
+    scores,
+    summarize,
+)
+from seglab.metrics.streaming import SegMetrics
 
-import torch
-
-METRICS = ("iou", "dice", "precision", "recall", "accuracy")
-
-
-def confusion_counts(
-    pred: torch.Tensor, target: torch.Tensor, num_classes: int, ignore_index: int | None = None
-) -> torch.Tensor:
-    """Per-image, per-class ``[tp, fp, fn, tn]`` counts, shape (N, K, 4).
-
-    ``pred`` and ``target`` are (N, H, W) class maps. ``num_classes == 1`` means
-    binary (K = 1, the foreground); otherwise K = ``num_classes``.
-    """
-    pred, target = pred.long(), target.long()
-    valid = torch.ones_like(target, dtype=torch.bool)
-    if ignore_index is not None:
-        valid = target != ignore_index
-    classes = [1] if num_classes == 1 else list(range(num_classes))
-    counts = []
-    for c in classes:
-        p, t = (pred == c) & valid, (target == c) & valid
-        tp = (p & t).flatten(1).sum(1)
-        fp = (p & ~t).flatten(1).sum(1)
-        fn = (~p & t).flatten(1).sum(1)
-        tn = valid.flatten(1).sum(1) - tp - fp - fn
-        counts.append(torch.stack([tp, fp, fn, tn], dim=-1))
-    return torch.stack(counts, dim=1)
-
-
-def scores(counts: torch.Tensor) -> dict[str, torch.Tensor]:
-    """IoU, Dice, precision, recall and accuracy from ``[..., 4]`` counts.
-
-    A ratio whose denominator is zero (e.g. IoU of a class absent from both
-    truth and prediction) is NaN, so it drops out of means instead of counting
-    as perfect or as zero.
-    """
-    tp, fp, fn, tn = counts.double().unbind(-1)
-    nan = torch.tensor(float("nan"), dtype=torch.float64)
-
-    def ratio(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
-        return torch.where(den > 0, num / den.clamp(min=1), nan)
-
-    return {
-        "iou": ratio(tp, tp + fp + fn),
-        "dice": ratio(2 * tp, 2 * tp + fp + fn),
-        "precision": ratio(tp, tp + fp),
-        "recall": ratio(tp, tp + fn),
-        "accuracy": ratio(tp + tn, tp + fp + fn + tn),
-    }
-
-
-def summarize(counts: torch.Tensor) -> dict[str, dict[str, float]]:
-    """Dataset-level and mean-per-image scores (class-averaged) from (N, K, 4) counts."""
-    pooled = scores(counts.sum(0))  # (K,)
-    per_image = scores(counts)  # (N, K)
-    return {
-        "dataset": {k: _nanmean(v) for k, v in pooled.items()},
-        "per_image_mean": {k: _nanmean(v) for k, v in per_image.items()},
-    }
-
-
-def per_image_scores(counts: torch.Tensor) -> list[dict[str, float]]:
-    """Class-averaged scores of each image, from (N, K, 4) counts."""
-    per_image = scores(counts)
-    return [{k: _nanmean(v[i]) for k, v in per_image.items()} for i in range(counts.shape[0])]
-
-
-def _nanmean(values: torch.Tensor) -> float:
-    finite = values[~torch.isnan(values)]
-    return float(finite.mean()) if finite.numel() else float("nan")
+__all__ = [
+    "METRICS",
+    "SegMetrics",
+    "confusion_counts",
+    "per_class_scores",
+    "per_image_scores",
+    "prediction_is_constant",
+    "scores",
+    "summarize",
+]

@@ -1,0 +1,142 @@
+"""Optimisers and learning-rate schedules, registered by name.
+
+Every schedule is stepped once per epoch. ``schedule.warmup_epochs`` ramps the
+rate linearly up to ``optim.lr`` first, whatever the schedule (plateau too).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import nn
+from torch.optim.lr_scheduler import LambdaLR, ReduceLROnPlateau
+
+from seglab.config import Config
+
+OptimizerFactory = Callable[[list[dict[str, Any]], Config], torch.optim.Optimizer]
+_OPTIMIZERS: dict[str, OptimizerFactory] = {
+    "adamw": lambda groups, cfg: torch.optim.AdamW(groups, lr=cfg.optim.lr, betas=cfg.optim.betas),
+    "adam": lambda groups, cfg: torch.optim.Adam(groups, lr=cfg.optim.lr, betas=cfg.optim.betas),
+    "sgd": lambda groups, cfg: torch.optim.SGD(
+        groups, lr=cfg.optim.lr, momentum=cfg.optim.momentum, nesterov=cfg.optim.momentum > 0
+    ),
+}
+
+
+def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
+    """Two groups: weights with decay; norms, biases and other 1-d tensors without."""
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if param.requires_grad:
+            (no_decay if param.ndim <= 1 or name.endswith(".bias") else decay).append(param)
+    return [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+
+
+def build_optimizer(model: nn.Module, cfg: Config) -> torch.optim.Optimizer:
+    """The configured optimiser; no weight decay on norms and biases."""
+    return _OPTIMIZERS[cfg.optim.name](parameter_groups(model, cfg.optim.weight_decay), cfg)
+
+
+# --------------------------------------------------------------------------- schedules
+
+FactorFn = Callable[[int], float]
+_FACTORS: dict[str, Callable[[Config], Callable[[float], float]]] = {}
+
+
+def register_factor(*names: str):  # noqa: ANN201 - a decorator
+    def decorator(fn: Callable[[Config], Callable[[float], float]]):  # noqa: ANN202
+        for name in names:
+            _FACTORS[name] = fn
+        return fn
+
+    return decorator
+
+
+@register_factor("cosine", "warmup_cosine")
+def _cosine(cfg: Config) -> Callable[[float], float]:
+    floor = min(cfg.schedule.min_lr / cfg.optim.lr, 1.0)
+    return lambda progress: floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+@register_factor("poly")
+def _poly(cfg: Config) -> Callable[[float], float]:
+    floor = min(cfg.schedule.min_lr / cfg.optim.lr, 1.0)
+    return lambda progress: floor + (1 - floor) * (1 - progress) ** cfg.schedule.power
+
+
+@register_factor("constant", "plateau")
+def _constant(cfg: Config) -> Callable[[float], float]:
+    return lambda progress: 1.0
+
+
+def lr_factor(cfg: Config) -> FactorFn:
+    """Multiplier of ``optim.lr`` at each epoch: linear warmup, then the schedule's decay."""
+    epochs, warmup = cfg.train.epochs, cfg.schedule.warmup_epochs
+    decay = _FACTORS[cfg.schedule.name](cfg)
+
+    def factor(epoch: int) -> float:
+        if epoch < warmup:
+            return (epoch + 1) / (warmup + 1)
+        return decay(min((epoch - warmup) / max(1, epochs - warmup), 1.0))
+
+    return factor
+
+
+class WarmupPlateau(ReduceLROnPlateau):
+    """ReduceLROnPlateau after a linear warmup; the metric is ignored during warmup."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, warmup_epochs: int, **kwargs: Any) -> None:
+        super().__init__(optimizer, **kwargs)
+        self.warmup_epochs = warmup_epochs
+        self.epochs_seen = 0
+        self.peak_lrs = [group["lr"] for group in optimizer.param_groups]
+        self._set_warmup(0)
+
+    def _set_warmup(self, epoch: int) -> None:
+        scale = (epoch + 1) / (self.warmup_epochs + 1) if epoch < self.warmup_epochs else 1.0
+        for group, peak in zip(self.optimizer.param_groups, self.peak_lrs, strict=True):
+            group["lr"] = peak * scale
+
+    def step(self, metrics: float, epoch: int | None = None) -> None:  # type: ignore[override]
+        self.epochs_seen += 1
+        if self.epochs_seen <= self.warmup_epochs:
+            self._set_warmup(self.epochs_seen)
+            return
+        super().step(metrics)
+
+    def scale_peak(self, factor: float) -> None:
+        self.peak_lrs = [lr * factor for lr in self.peak_lrs]
+
+
+def build_scheduler(optimizer: torch.optim.Optimizer, cfg: Config) -> dict[str, Any]:
+    """Lightning's ``lr_scheduler`` entry for the configured schedule (stepped per epoch)."""
+    s = cfg.schedule
+    if s.name == "plateau":
+        scheduler = WarmupPlateau(
+            optimizer,
+            s.warmup_epochs,
+            mode=s.mode,
+            factor=s.factor,
+            patience=s.patience,
+            min_lr=s.min_lr,
+        )
+        return {"scheduler": scheduler, "interval": "epoch", "monitor": s.monitor, "strict": True}
+    return {"scheduler": LambdaLR(optimizer, lr_lambda=lr_factor(cfg)), "interval": "epoch"}
+
+
+def scale_learning_rate(optimizer: torch.optim.Optimizer, scheduler: Any, factor: float) -> None:
+    """Multiply the current and the scheduled rates by ``factor`` (NaN-guard rollback)."""
+    for group in optimizer.param_groups:
+        group["lr"] *= factor
+        if "initial_lr" in group:
+            group["initial_lr"] *= factor
+    if isinstance(scheduler, WarmupPlateau):
+        scheduler.scale_peak(factor)
+    elif hasattr(scheduler, "base_lrs"):
+        scheduler.base_lrs = [lr * factor for lr in scheduler.base_lrs]

@@ -1,0 +1,129 @@
+"""Clean stops: a time budget and SIGTERM / SIGINT / SIGUSR1, each leaving a checkpoint.
+
+A stop inside an epoch saves ``last.ckpt`` at the current batch and raises
+:class:`GracefulStop`, which ``fit`` turns into a normal return; a resumed run
+then skips the batches already trained (see ``ResumableSampler``). A stop
+decided at the end of an epoch lets Lightning save the end-of-epoch checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from pathlib import Path
+
+import lightning as L
+
+log = logging.getLogger("seglab")
+
+STOP_SIGNALS = ("SIGTERM", "SIGINT", "SIGUSR1")
+
+
+class GracefulStop(Exception):  # noqa: N818 - a stop, not an error
+    """Raised after a mid-epoch checkpoint was written, to leave ``trainer.fit`` at once."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class StopConditions(L.Callback):
+    """Stops on a time budget (before it runs out) or on a signal, with a checkpoint."""
+
+    def __init__(
+        self,
+        checkpoint: Path,
+        budget_s: float | None = None,
+        budget_text: str | None = None,
+        leave_sigusr1: bool = False,
+    ) -> None:
+        self.checkpoint = checkpoint
+        self.budget_s = budget_s
+        self.budget_text = budget_text or (f"{budget_s:g}s" if budget_s else None)
+        self.leave_sigusr1 = leave_sigusr1  # on SLURM Lightning saves and requeues on SIGUSR1
+        self.reason: str | None = None
+        self._signal: str | None = None
+        self._start = time.monotonic()
+        self._epoch_start = self._start
+        self._slowest_batch = 0.0
+        self._slowest_epoch = 0.0
+        self._last_batch_end = self._start
+        self._previous: dict[int, object] = {}
+
+    # ------------------------------------------------------------------ signals
+
+    def setup(self, trainer: L.Trainer, module: L.LightningModule, stage: str) -> None:
+        self._start = time.monotonic()
+        self._install()
+
+    def on_train_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        # Lightning registers its own SIGTERM handler after setup (it would exit without a
+        # checkpoint at the next batch): ours goes back in front of it
+        self._install()
+
+    def _install(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for name in STOP_SIGNALS:
+            if name == "SIGUSR1" and self.leave_sigusr1:
+                continue
+            signum = getattr(signal, name, None)
+            if signum is not None:
+                previous = signal.signal(signum, self._on_signal)
+                self._previous.setdefault(signum, previous)
+
+    def teardown(self, trainer: L.Trainer, module: L.LightningModule, stage: str) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for signum, handler in self._previous.items():
+            signal.signal(signum, handler)  # type: ignore[arg-type]
+        self._previous.clear()
+
+    def _on_signal(self, signum: int, frame: object) -> None:
+        self._signal = signal.Signals(signum).name
+
+    # ------------------------------------------------------------------ checks
+
+    def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        self._epoch_start = self._last_batch_end = time.monotonic()
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:  # noqa: ANN001
+        now = time.monotonic()
+        self._slowest_batch = max(self._slowest_batch, now - self._last_batch_end)
+        self._last_batch_end = now
+        if self._signal is not None:
+            self._stop_now(trainer, f"signal {self._signal}")
+        if self.budget_s is not None and self._left(now) < 2 * self._slowest_batch:
+            self._stop_now(trainer, f"time budget {self.budget_text} (cut short)")
+
+    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        now = time.monotonic()
+        self._slowest_epoch = max(self._slowest_epoch, now - self._epoch_start)
+        if self._signal is not None:
+            self._stop_at_epoch_end(trainer, f"signal {self._signal}")
+        elif self.budget_s is not None and trainer.current_epoch + 1 < (trainer.max_epochs or 0):
+            if self._left(now) < 1.1 * self._slowest_epoch:
+                self._stop_at_epoch_end(trainer, f"time budget {self.budget_text} (cut short)")
+
+    def _left(self, now: float) -> float:
+        reserve = min(0.05 * self.budget_s, 120.0)  # checkpoint, model folder and report
+        return self.budget_s - reserve - (now - self._start)
+
+    def _stop_at_epoch_end(self, trainer: L.Trainer, reason: str) -> None:
+        self.reason = reason
+        trainer.should_stop = True
+        log.warning("stopping after epoch %d: %s", trainer.current_epoch + 1, reason)
+
+    def _stop_now(self, trainer: L.Trainer, reason: str) -> None:
+        self.reason = reason
+        trainer.save_checkpoint(self.checkpoint)
+        log.warning(
+            "stopping in epoch %d at step %d: %s; checkpoint %s",
+            trainer.current_epoch + 1,
+            trainer.global_step,
+            reason,
+            self.checkpoint,
+        )
+        raise GracefulStop(reason)

@@ -1,0 +1,146 @@
+"""Loss functions on (N, C, H, W) logits and (N, H, W) class maps.
+
+One channel means binary (sigmoid, the channel is the foreground); more
+channels mean softmax over classes. Pixels whose target is ``ignore_index``
+count nowhere: not in a mean, not in a Dice overlap. Pixel losses average over
+the kept pixels; region losses (Dice, Jaccard, Tversky) pool the kept pixels
+of the whole batch per channel and average the channels.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torchvision.ops import sigmoid_focal_loss
+
+
+def probabilities(logits: torch.Tensor) -> torch.Tensor:
+    """Sigmoid for one output channel, softmax otherwise."""
+    return torch.sigmoid(logits) if logits.shape[1] == 1 else logits.softmax(dim=1)
+
+
+def one_hot(target: torch.Tensor, channels: int) -> torch.Tensor:
+    """(N, H, W) class map -> (N, C, H, W) float; one channel = the foreground."""
+    if channels == 1:
+        return (target == 1).unsqueeze(1).float()
+    return F.one_hot(target.clamp(0, channels - 1), channels).permute(0, 3, 1, 2).float()
+
+
+def valid_mask(target: torch.Tensor, ignore_index: int | None) -> torch.Tensor:
+    """(N, H, W) bool: the pixels that count."""
+    if ignore_index is None:
+        return torch.ones_like(target, dtype=torch.bool)
+    return target != ignore_index
+
+
+def _masked_mean(values: torch.Tensor, keep: torch.Tensor, logits: torch.Tensor) -> torch.Tensor:
+    """Mean of ``values`` over kept pixels; 0 (still attached to the graph) when none is kept."""
+    n = keep.sum()
+    if n == 0:
+        return logits.sum() * 0.0
+    return (values * keep).sum() / n
+
+
+def cross_entropy(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    ignore_index: int | None = None,
+    class_weights: list[float] | None = None,
+) -> torch.Tensor:
+    """Binary (sigmoid) or multi-class (softmax) cross-entropy, class-weighted mean."""
+    keep = valid_mask(target, ignore_index)
+    if logits.shape[1] == 1:
+        truth = (target == 1).float()
+        per_pixel = F.binary_cross_entropy_with_logits(logits[:, 0], truth, reduction="none")
+        if class_weights is None:
+            return _masked_mean(per_pixel, keep.float(), logits)
+        w = torch.where(target == 1, class_weights[1], class_weights[0]).to(logits.dtype) * keep
+        return (per_pixel * w).sum() / w.sum() if w.sum() > 0 else logits.sum() * 0.0
+    if not keep.any():
+        return logits.sum() * 0.0
+    weight = None if class_weights is None else torch.tensor(class_weights, device=logits.device)
+    safe = torch.where(keep, target, torch.zeros_like(target))  # ignore_index may be > C
+    per_pixel = F.cross_entropy(logits, safe, reduction="none")
+    if weight is None:
+        return _masked_mean(per_pixel, keep.float(), logits)
+    w = weight.to(logits.dtype)[safe] * keep
+    return (per_pixel * w).sum() / w.sum() if w.sum() > 0 else logits.sum() * 0.0
+
+
+def focal_loss(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    alpha: float | None = 0.25,
+    gamma: float = 2.0,
+    ignore_index: int | None = None,
+    class_weights: list[float] | None = None,
+) -> torch.Tensor:
+    """Focal loss: -a_t (1 - p_t)^gamma log p_t, averaged over kept pixels.
+
+    Binary: ``alpha`` weighs the foreground and ``1 - alpha`` the background
+    (torchvision's ``sigmoid_focal_loss``). Multi-class: a_t is the class
+    weight of the true class (1 without class_weights).
+    """
+    keep = valid_mask(target, ignore_index).float()
+    if logits.shape[1] == 1:
+        truth = (target == 1).float()
+        per_pixel = sigmoid_focal_loss(
+            logits[:, 0], truth, alpha=-1.0 if alpha is None else alpha, gamma=gamma
+        )
+        return _masked_mean(per_pixel, keep, logits)
+    safe = torch.where(keep.bool(), target, torch.zeros_like(target))
+    log_p = logits.log_softmax(dim=1).gather(1, safe.unsqueeze(1))[:, 0]
+    per_pixel = -((1 - log_p.exp()) ** gamma) * log_p
+    if class_weights is not None:
+        per_pixel = per_pixel * torch.tensor(class_weights, device=logits.device)[safe]
+    return _masked_mean(per_pixel, keep, logits)
+
+
+def _region_terms(
+    logits: torch.Tensor, target: torch.Tensor, ignore_index: int | None
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Soft TP, FP, FN per channel, kept pixels pooled over the batch."""
+    probs = probabilities(logits)
+    truth = one_hot(target, logits.shape[1])
+    keep = valid_mask(target, ignore_index).unsqueeze(1).to(probs.dtype)
+    probs, truth = probs * keep, truth * keep
+    dims = (0, 2, 3)
+    tp = (probs * truth).sum(dims)
+    fp = (probs * (1 - truth)).sum(dims)
+    fn = ((1 - probs) * truth).sum(dims)
+    return tp, fp, fn
+
+
+def tversky_loss(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    alpha: float = 0.3,
+    beta: float = 0.7,
+    smooth: float = 1.0,
+    ignore_index: int | None = None,
+) -> torch.Tensor:
+    """1 - (TP + s) / (TP + alpha FP + beta FN + s), averaged over channels."""
+    tp, fp, fn = _region_terms(logits, target, ignore_index)
+    return 1.0 - ((tp + smooth) / (tp + alpha * fp + beta * fn + smooth).clamp(min=1e-12)).mean()
+
+
+def soft_dice_loss(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    smooth: float = 1.0,
+    ignore_index: int | None = None,
+) -> torch.Tensor:
+    """1 - soft Dice = 1 - (2 TP + s) / (2 TP + FP + FN + s), averaged over channels."""
+    tp, fp, fn = _region_terms(logits, target, ignore_index)
+    return 1.0 - ((2 * tp + smooth) / (2 * tp + fp + fn + smooth).clamp(min=1e-12)).mean()
+
+
+def soft_jaccard_loss(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    smooth: float = 1.0,
+    ignore_index: int | None = None,
+) -> torch.Tensor:
+    """1 - soft IoU = 1 - (TP + s) / (TP + FP + FN + s), averaged over channels."""
+    tp, fp, fn = _region_terms(logits, target, ignore_index)
+    return 1.0 - ((tp + smooth) / (tp + fp + fn + smooth).clamp(min=1e-12)).mean()

@@ -1,0 +1,108 @@
+"""NaN guard, collapse guard and time budget, on tiny in-process runs."""
+
+from __future__ import annotations
+
+import logging
+
+import torch
+from torch import nn
+
+from seglab.config import ModelConfig, load_config
+from seglab.data.prepare import prepare_data
+from seglab.engine.fit import fit
+from seglab.models.registry import create_model, register_model
+from seglab.runs import Run, read_csv
+
+NAN_STEPS: set[int] = set()  # training forward calls (0-based) that return NaN
+
+
+class NanInjector(nn.Module):
+    """A tiny U-Net whose output is NaN on the training calls listed in NAN_STEPS."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.inner = create_model(cfg.model_copy(update={"name": "unet"}))
+        self.calls = 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.inner(x)
+        if self.training:
+            if self.calls in NAN_STEPS:
+                out = out * float("nan")
+            self.calls += 1
+        return out
+
+
+class AllBackground(nn.Module):
+    """Predicts background everywhere, whatever it learns: a collapsed model."""
+
+    def __init__(self, cfg: ModelConfig) -> None:
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x[:, :1] * 0 - 20 + self.bias.clamp(max=1.0)
+
+
+register_model("test_nan_injector")(NanInjector)
+register_model("test_all_background")(AllBackground)
+
+
+def tiny(tiny_overrides, *extra):
+    return load_config(None, [*tiny_overrides, "train.accelerator=cpu", *extra])
+
+
+def test_an_injected_nan_is_skipped_and_the_run_completes(tmp_path, tiny_overrides, caplog):
+    NAN_STEPS.clear()
+    NAN_STEPS.update({1})
+    cfg = tiny(tiny_overrides, "model.name=test_nan_injector", "train.epochs=2")
+    run = Run.create(tmp_path, "nan")
+    with caplog.at_level(logging.WARNING, logger="seglab"):
+        result = fit(cfg, run, prepare_data(cfg))
+    assert result.completed and result.stopped_because == "max_epochs"
+    rows = read_csv(run.file("history.csv"))
+    assert [int(r["skipped_steps"]) for r in rows] == [1, 0]
+    assert all(torch.isfinite(p).all() for p in result.model.parameters())
+    assert "loss is nan at step 1 (epoch 1" in caplog.text.replace("; epoch", " (epoch")
+
+
+def test_persistent_nans_roll_back_then_stop_with_a_diagnosis(tmp_path, tiny_overrides, caplog):
+    NAN_STEPS.clear()
+    NAN_STEPS.update(range(1, 10_000))
+    cfg = tiny(
+        tiny_overrides,
+        "model.name=test_nan_injector",
+        "train.epochs=5",
+        "data.patches_per_epoch=16",
+        "train.guard.max_bad_steps=2",
+        "train.guard.max_rollbacks=1",
+    )
+    run = Run.create(tmp_path, "nan")
+    with caplog.at_level(logging.WARNING, logger="seglab"):
+        result = fit(cfg, run, prepare_data(cfg))
+    NAN_STEPS.clear()
+    assert not result.completed
+    assert "non-finite" in result.stopped_because and "loss is nan" in result.diagnosis
+    assert "halved to 1.50e-03" in caplog.text  # one rollback, the rate halved from 3e-3
+    assert all(torch.isfinite(p).all() for p in result.model.parameters())
+
+
+def test_collapsed_predictions_raise_a_warning(tmp_path, tiny_overrides):
+    cfg = tiny(
+        tiny_overrides,
+        "model.name=test_all_background",
+        "train.epochs=2",
+        "train.guard.collapse_patience=2",
+    )
+    result = fit(cfg, Run.create(tmp_path, "collapse"), prepare_data(cfg))
+    assert len(result.warnings) == 1 and "single class everywhere" in result.warnings[0]
+
+
+def test_a_time_budget_stops_cleanly_with_a_checkpoint(tmp_path, tiny_overrides):
+    cfg = tiny(tiny_overrides, "train.epochs=10000", "train.time_budget=3s")
+    run = Run.create(tmp_path, "budget")
+    result = fit(cfg, run, prepare_data(cfg))
+    assert not result.completed and "time budget 3s" in result.stopped_because
+    assert result.epochs_run < 10000  # stopped long before the epochs ran out
+    state = torch.load(run.checkpoints / "last.ckpt", weights_only=True)
+    assert state["epoch"] >= 0 and state["state_dict"]

@@ -1,0 +1,116 @@
+"""Runs that are killed, signalled or resumed end where an uninterrupted run ends."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from seglab.runs import read_csv, read_json
+
+SRC = Path(__file__).resolve().parents[2] / "src"
+# 3 epochs of 8 steps: long enough to be interrupted mid-epoch, short enough for CI
+RESUME_TINY = [
+    "data.synthetic.n_images=6",
+    "data.synthetic.height=48",
+    "data.synthetic.width=48",
+    "data.patch_size=32",
+    "data.patches_per_epoch=32",
+    "model.depth=2",
+    "model.base_channels=4",
+    "train.epochs=3",
+    "train.batch_size=4",
+    "train.progress=false",
+    "train.accelerator=cpu",
+]
+
+
+def seglab(*args: str, cwd: Path) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONPATH=str(SRC), OMP_NUM_THREADS="1")
+    env.pop("SEGLAB_RUN_DIR", None)
+    return subprocess.Popen(
+        [sys.executable, "-m", "seglab", *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def train_args(runs: Path) -> list[str]:
+    args = ["train", str(Path(__file__).resolve().parents[2] / "configs" / "default.yaml")]
+    for override in RESUME_TINY:
+        args += ["--set", override]
+    return [*args, "--runs-dir", str(runs)]
+
+
+def finish(proc: subprocess.Popen, timeout: float = 240) -> tuple[int, str]:
+    out, _ = proc.communicate(timeout=timeout)
+    return proc.returncode, out
+
+
+def only_run(runs: Path) -> Path:
+    (run,) = [p for p in runs.iterdir() if p.is_dir()]
+    return run
+
+
+def wait_for_epochs(run_root: Path, n: int, proc: subprocess.Popen, timeout: float = 180) -> Path:
+    """Wait until history.csv of the (only) run under run_root holds n epochs."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, proc.communicate()[0]
+        runs = [p for p in run_root.iterdir() if p.is_dir()] if run_root.exists() else []
+        if runs and (runs[0] / "history.csv").is_file():
+            if len(read_csv(runs[0] / "history.csv")) >= n:
+                return runs[0]
+        time.sleep(0.05)
+    raise AssertionError("training did not reach the expected epoch in time")
+
+
+def final_figures(run: Path) -> list[tuple]:
+    rows = read_csv(run / "history.csv")
+    keys = ("epoch", "train_loss", "val_loss", "val_iou", "val_dice", "lr")
+    return [tuple(round(float(r[k]), 4) for k in keys) for r in rows]
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory) -> list[tuple]:
+    runs = tmp_path_factory.mktemp("reference")
+    rc, out = finish(seglab(*train_args(runs), cwd=runs))
+    assert rc == 0, out
+    return final_figures(only_run(runs))
+
+
+def test_sigterm_then_kill_9_mid_epoch_and_resumes_equal_the_uninterrupted_run(tmp_path, reference):
+    runs = tmp_path / "runs"
+    # SIGTERM in the second epoch: a checkpoint at that step, exit code 0
+    proc = seglab(*train_args(runs), cwd=tmp_path)
+    run = wait_for_epochs(runs, 1, proc)
+    time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    rc, out = finish(proc)
+    assert rc == 0, out
+    summary = read_json(run / "train_summary.json")
+    assert summary["stopped_because"] == "signal SIGTERM" and summary["completed"] is False
+    checkpoint = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert checkpoint["state_dict"] and checkpoint["optimizer_states"]
+    # resume, then kill -9 in the third epoch: nothing is saved at that moment
+    proc = seglab("train", "--resume", str(run), cwd=tmp_path)
+    wait_for_epochs(runs, 2, proc)
+    time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert len(read_csv(run / "history.csv")) < 3
+    # resume again: the same figures, to 4 decimals, as the run that never stopped
+    rc, out = finish(seglab("train", "--resume", str(run), cwd=tmp_path))
+    assert rc == 0, out
+    assert final_figures(run) == reference
+    summary = read_json(run / "train_summary.json")
+    assert summary["stopped_because"] == "max_epochs" and summary["completed"] is True
