@@ -29,7 +29,9 @@ def pointwise(x: torch.Tensor) -> torch.Tensor:
     return torch.sigmoid(2.0 * x[:, :1] - 0.3)
 
 
-@pytest.mark.parametrize("length,window,step", [(100, 32, 16), (33, 32, 16), (32, 32, 16), (7, 32, 3)])
+@pytest.mark.parametrize(
+    "length,window,step", [(100, 32, 16), (33, 32, 16), (32, 32, 16), (7, 32, 3)]
+)
 def test_window_starts_cover_the_side_and_stay_inside(length, window, step):
     starts = window_starts(length, window, step)
     covered = set()
@@ -101,6 +103,7 @@ def test_gaussian_weights_peak_in_the_middle_and_stay_positive():
     assert torch.allclose(w, w.flip(0)) and torch.allclose(w, w.flip(1))
 
 
+@pytest.mark.slow  # importing MONAI alone takes seconds; it is a benchmark-only extra
 def test_matches_monai_sliding_window_inference():
     monai_inferers = pytest.importorskip("monai.inferers")
     model = tiny_unet()
