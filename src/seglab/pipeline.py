@@ -19,7 +19,6 @@ from seglab.config import Config, load_config
 from seglab.data.prepare import PreparedData, prepare_data
 from seglab.data.readers import load_samples
 from seglab.data.samples import Sample
-from seglab.engine.fit import fit
 from seglab.errors import SeglabError
 from seglab.inference.ensemble import Ensemble
 from seglab.inference.evaluate import Evaluation, evaluate_samples, foreground_probabilities
@@ -73,6 +72,8 @@ def run(cfg: Config, runs_root: str | os.PathLike = "runs") -> RunResult:
 
 def train(cfg: Config, runs_root: str | os.PathLike = "runs") -> RunResult:
     """Check the data, then train into a new run folder (no test evaluation)."""
+    from seglab.engine.fit import fit  # Lightning loads slowly: only when training
+
     data = prepare_data(cfg)  # bad data fails here, before a run folder exists
     run_dir = start_run(cfg, runs_root)
     run_dir.write_json(SPLIT_FILE, data.split)

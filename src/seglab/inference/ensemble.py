@@ -27,6 +27,7 @@ class Ensemble:
         self.names = names
         self.num_classes = members[0].num_classes
 
+    @torch.inference_mode()
     def probabilities(self, images: np.ndarray | torch.Tensor) -> torch.Tensor:
         total: torch.Tensor | None = None
         for member in self.members:
