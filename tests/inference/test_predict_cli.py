@@ -69,8 +69,9 @@ def test_predict_a_tiff_stack_slice_by_slice(model_dir, tmp_path):
     tifffile.imwrite(tmp_path / "volume.tif", stack)
     tifffile.imwrite(tmp_path / "slice2.tif", stack[2])  # one page: a plain image
     out = tmp_path / "out"
-    assert main(["predict", str(model_dir), str(tmp_path / "volume.tif"), str(tmp_path / "slice2.tif"),
-                 "--out", str(out), "--probabilities", "--overlays"]) == 0  # fmt: skip
+    inputs = [str(tmp_path / "volume.tif"), str(tmp_path / "slice2.tif")]
+    args = ["predict", str(model_dir), *inputs, "--out", str(out), "--probabilities", "--overlays"]
+    assert main(args) == 0
     masks = tifffile.imread(out / "volume.tif")
     probs = tifffile.imread(out / "volume_prob.tif")
     assert masks.shape == (5, 33, 47) and masks.dtype == np.uint8
