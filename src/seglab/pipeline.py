@@ -23,14 +23,9 @@ from seglab.errors import SeglabError
 from seglab.inference.ensemble import Ensemble
 from seglab.inference.evaluate import Evaluation, evaluate_samples, foreground_probabilities
 from seglab.inference.files import collect_inputs, read_input, write_prediction
-from seglab.inference.postprocess import postprocess
-from seglab.inference.predict import (
-    Predictor,
-    ProbabilityModel,
-    inference_device,
-    labels_from_probabilities,
-)
+from seglab.inference.predict import Predictor, ProbabilityModel, inference_device
 from seglab.inference.settings import InferenceSettings
+from seglab.inference.stacks import predict_stack
 from seglab.inference.threshold import tune_threshold
 from seglab.models.io import META_FILE, load_model_folder, save_model_folder
 from seglab.report.run_report import Overlay, build_run_report
@@ -55,7 +50,6 @@ log = logging.getLogger("seglab")
 TRAIN_SUMMARY_FILE = "train_summary.json"
 PER_IMAGE_FILE = "per_image.csv"
 EVALUATIONS_DIR = "evaluations"
-SLICES_PER_PASS = 8  # stack slices whose windows are batched together
 
 
 @dataclass
@@ -140,6 +134,13 @@ def evaluate_run(
         folder = model_folder_of(other)
         other_model, other_meta = load_model_folder(folder, device)
         classes = other_meta.get("num_classes", other_meta["model"].get("num_classes"))
+        channels = other_meta.get("in_channels", other_meta["model"].get("in_channels"))
+        if channels != cfg.model.in_channels:
+            raise SeglabError(
+                f"ensemble member {other} takes {channels} input channel(s), "
+                f"{run_dir.name} takes {cfg.model.in_channels}",
+                hint="ensemble runs trained on the same kind of images",
+            )
         norm = other_meta["normalization"]
         members.append(Predictor(other_model, norm, settings, device, classes))
         names.append(folder.parent.name if folder.name == MODEL_DIR else folder.name)
@@ -297,23 +298,10 @@ def predict(
     written: list[Path] = []
     for path in files:
         source = read_input(path, in_channels)
-        labels, probs = [], []
-        for start in range(0, source.image.shape[0], SLICES_PER_PASS):
-            p = predictor.probabilities(source.image[start : start + SLICES_PER_PASS])
-            maps = labels_from_probabilities(p, settings.threshold)
-            labels += [postprocess(m, settings) for m in maps]
-            if probabilities:
-                probs.append(p.float().cpu().numpy())
-        files_out = write_prediction(
-            source,
-            out,
-            np.stack(labels),
-            np.concatenate(probs) if probabilities else None,
-            num_classes,
-            with_overlays,
-        )
+        labels, probs = predict_stack(predictor, source.image, settings, probabilities)
+        files_out = write_prediction(source, out, labels, probs, num_classes, with_overlays)
         written += files_out
-        kind = f"stack of {len(labels)} slices" if source.is_stack else "image"
+        kind = f"stack of {labels.shape[0]} slices" if source.is_stack else "image"
         log.info("%s (%s) -> %s", path.name, kind, files_out[0].name)
     log.info("%d input(s) predicted into %s", len(files), out)
     return written

@@ -50,7 +50,9 @@ class Predictor:
         self.mean = torch.tensor(normalization["mean"], dtype=torch.float32, device=self.device)
         self.std = torch.tensor(normalization["std"], dtype=torch.float32, device=self.device)
         self.half = self.settings.half_precision and self.device.type == "cuda"
-        self.channels_last = True
+        # channels-last convolutions are faster on GPUs (tensor cores); on CPUs they were
+        # slower here (bench/sliding_window.py), so NCHW stays there
+        self.channels_last = self.device.type == "cuda"
 
     @torch.inference_mode()
     def probabilities(self, images: np.ndarray | torch.Tensor) -> torch.Tensor:
