@@ -122,12 +122,79 @@ def sweep(
 
 
 @app.command()
-def evaluate(run_dir: Annotated[Path, typer.Argument(help="A run folder.")]) -> None:
-    """Test-split metrics of a trained run (metrics.json, per_image.csv, report)."""
+def evaluate(
+    run_dir: Annotated[list[Path], typer.Argument(help="A run folder (more with --ensemble).")],
+    data: Annotated[
+        Path | None,
+        typer.Option("--data", help="A labelled folder (images/ + masks/), not the test split."),
+    ] = None,
+    tta: Annotated[
+        bool, typer.Option("--tta", help="Average the 8 flips and rotations of each image.")
+    ] = False,
+    ensemble: Annotated[
+        bool,
+        typer.Option(
+            "--ensemble",
+            help="Evaluate the mean probabilities of all the runs named: RUN --ensemble RUN2 RUN3.",
+        ),
+    ] = False,
+    set_: SetOption = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", help="Folder for this evaluation (default: <run>/evaluations/...)."),
+    ] = None,
+) -> None:
+    """Metrics of a trained run with 95% confidence intervals (metrics.json, per_image.csv, report).
+
+    Without options: the run's test split, written into the run folder (the binary
+    threshold is tuned on the validation split and stored in model/model.json).
+    With --data, --tta, --ensemble or --set: written to a new folder under
+    <run>/evaluations/ (or --out).
+    """
     from seglab.pipeline import evaluate_run
 
-    result = evaluate_run(run_dir)
+    if len(run_dir) > 1 and not ensemble:
+        raise SeglabError(
+            f"{len(run_dir)} run folders given", hint="pass one run, or --ensemble to average them"
+        )
+    result = evaluate_run(
+        run_dir[0],
+        data_dir=data,
+        tta=tta,
+        ensemble=run_dir[1:],
+        overrides=set_ or [],
+        out_dir=out,
+    )
     _print_result(result.run.path, result.metrics)
+
+
+@app.command()
+def predict(
+    model: Annotated[Path, typer.Argument(help="A run folder or an exported model/ folder.")],
+    inputs: Annotated[
+        list[Path], typer.Argument(help="Image files, folders of images, or TIFF stacks.")
+    ],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the masks.")],
+    probabilities: Annotated[
+        bool, typer.Option("--probabilities", help="Also write <stem>_prob.tif (float32).")
+    ] = False,
+    overlays: Annotated[
+        bool, typer.Option("--overlays", help="Also write the mask tinted over the image.")
+    ] = False,
+    tta: Annotated[
+        bool, typer.Option("--tta", help="Average the 8 flips and rotations of each image.")
+    ] = False,
+    device: Annotated[
+        str, typer.Option("--device", help="auto (GPU if there is one) | cpu | cuda | mps.")
+    ] = "auto",
+) -> None:
+    """Masks of images, folders and TIFF stacks, named after the inputs (<stem>.png / .tif)."""
+    from seglab.pipeline import predict as predict_pipeline
+
+    if device not in ("auto", "cpu", "cuda", "gpu", "mps"):
+        raise SeglabError(f"--device {device!r} is not known", hint="use auto, cpu, cuda or mps")
+    written = predict_pipeline(model, inputs, out, probabilities, overlays, tta, device)
+    console.print(f"{len(written)} file(s) written to {out}")
 
 
 OutDir = Annotated[Path, typer.Option("--out", help="Where data_check.html and .json go.")]
@@ -209,8 +276,10 @@ def _cuda_available() -> bool:
 def _print_result(run_path: Path, metrics: dict | None) -> None:
     if metrics:
         d = metrics["dataset"]
+        ci = metrics.get("ci95", {}).get("dataset", {}).get("iou")
+        interval = f" [95% CI {ci[0]:.4f}, {ci[1]:.4f}]" if ci and None not in ci else ""
         console.print(
-            f"test IoU {d['iou']:.4f}  Dice {d['dice']:.4f}  "
+            f"test IoU {d['iou']:.4f}{interval}  Dice {d['dice']:.4f}  "
             f"(dataset-level, {metrics['n_images']} images)"
         )
     console.print(f"run folder: {run_path}")

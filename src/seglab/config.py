@@ -299,6 +299,18 @@ def parse_duration(text: str) -> float:
 class EvalConfig(Section):
     threshold: float = Field(0.5, gt=0.0, lt=1.0)
     n_overlays: int = Field(6, ge=0, le=256)
+    window: int | None = Field(256, ge=8, le=65_536)
+    overlap: float = Field(0.5, ge=0.0, le=0.95)
+    blending: Literal["gaussian", "constant"] = "gaussian"
+    sigma_scale: float = Field(0.125, gt=0.0, le=10.0)
+    batch_windows: int = Field(4, ge=1, le=65_536)
+    tta: Literal["none", "flips", "dihedral"] = "none"
+    half_precision: bool = True
+    tune_threshold: bool = True
+    min_object_size: int = Field(0, ge=0, le=2**31 - 1)
+    fill_holes: bool = False
+    opening: int = Field(0, ge=0, le=256)
+    bootstrap_samples: int = Field(1000, ge=0, le=1_000_000)
 
 
 class Config(Section):

@@ -19,26 +19,42 @@ from seglab import __version__
 from seglab.config import Config, load_config
 from seglab.data.check import DataCheck, check_data
 from seglab.data.prepare import PreparedData, prepare_data
-from seglab.engine.fit import RUN_DIR_ENV, fit
+from seglab.data.readers import load_samples
+from seglab.data.samples import Sample
 from seglab.errors import SeglabError
-from seglab.inference.evaluate import Evaluation, evaluate_samples
-from seglab.models.io import load_model_folder, save_model_folder
+from seglab.inference.ensemble import Ensemble
+from seglab.inference.evaluate import Evaluation, evaluate_samples, foreground_probabilities
+from seglab.inference.files import collect_inputs, read_input, write_prediction
+from seglab.inference.predict import Predictor, ProbabilityModel, inference_device
+from seglab.inference.settings import InferenceSettings
+from seglab.inference.stacks import predict_stack
+from seglab.inference.threshold import tune_threshold
+from seglab.models.io import META_FILE, load_model_folder, save_model_folder
 from seglab.report.data_check import write_data_check
 from seglab.report.run_report import Overlay, build_run_report
 from seglab.runs import (
     CHECKPOINT_DIR,
     CONFIG_FILE,
     ENVIRONMENT_FILE,
+    HISTORY_FILE,
     LOG_FILE,
     METRICS_FILE,
+    MODEL_DIR,
+    RUN_DIR_ENV,
     SPLIT_FILE,
     Run,
+    atomic_write_bytes,
+    atomic_write_csv,
+    atomic_write_json,
+    atomic_write_text,
     describe_environment,
+    run_folder_name,
 )
 
 log = logging.getLogger("seglab")
 TRAIN_SUMMARY_FILE = "train_summary.json"
 PER_IMAGE_FILE = "per_image.csv"
+EVALUATIONS_DIR = "evaluations"
 
 
 @dataclass
@@ -106,6 +122,8 @@ def resume(run_path: str | os.PathLike) -> RunResult:
 
 
 def _fit_and_save(cfg: Config, run_dir: Run, data: PreparedData, resume: bool) -> RunResult:
+    from seglab.engine.fit import fit  # Lightning loads slowly: only when training
+
     result = fit(cfg, run_dir, data, resume=resume)
     if not result.is_global_zero:
         return RunResult(run_dir, None)
@@ -139,35 +157,214 @@ def _fit_and_save(cfg: Config, run_dir: Run, data: PreparedData, resume: bool) -
     return RunResult(run_dir, None)
 
 
-def evaluate_run(run_path: str | os.PathLike) -> RunResult:
-    """Test-split metrics of a trained run, written to metrics.json and the report."""
+def evaluate_run(
+    run_path: str | os.PathLike,
+    data_dir: str | os.PathLike | None = None,
+    tta: bool = False,
+    ensemble: list[str | os.PathLike] | tuple = (),
+    overrides: list[str] | tuple = (),
+    out_dir: str | os.PathLike | None = None,
+) -> RunResult:
+    """Metrics of a trained run on its test split (or on a labelled folder ``data_dir``).
+
+    The plain evaluation (no data folder, TTA, ensemble or overrides) writes
+    metrics.json, per_image.csv and the report into the run folder and stores the
+    tuned threshold in model/model.json. Any other evaluation writes into
+    ``out_dir``, by default a new folder under ``<run>/evaluations/``.
+    """
     run_dir = Run.open(run_path)
-    attach_log_file(run_dir)
-    cfg = load_config(run_dir.file(CONFIG_FILE))
-    model, meta = load_model_folder(run_dir.model_dir)
+    plain = data_dir is None and not tta and not ensemble and not overrides and out_dir is None
+    if plain:
+        attach_log_file(run_dir)
+    for override in overrides:
+        if not override.strip().startswith("eval."):
+            raise SeglabError(
+                f"evaluate --set {override!r}: only eval.* settings can change here",
+                hint="e.g. --set eval.window=512 --set eval.tta=flips",
+            )
+    cfg = load_config(run_dir.file(CONFIG_FILE), list(overrides))
+    device = inference_device(cfg.train.accelerator)
+    model, meta = load_model_folder(run_dir.model_dir, device)
+    settings = InferenceSettings.from_eval(cfg.eval, threshold=meta["threshold"])
+    settings = settings.with_(tta="dihedral") if tta else settings
+    num_classes = cfg.model.num_classes
+    members = [Predictor(model, meta["normalization"], settings, device, num_classes)]
+    names = [run_dir.name]
+    for other in ensemble:
+        folder = model_folder_of(other)
+        other_model, other_meta = load_model_folder(folder, device)
+        classes = other_meta.get("num_classes", other_meta["model"].get("num_classes"))
+        channels = other_meta.get("in_channels", other_meta["model"].get("in_channels"))
+        if channels != cfg.model.in_channels:
+            raise SeglabError(
+                f"ensemble member {other} takes {channels} input channel(s), "
+                f"{run_dir.name} takes {cfg.model.in_channels}",
+                hint="ensemble runs trained on the same kind of images",
+            )
+        norm = other_meta["normalization"]
+        members.append(Predictor(other_model, norm, settings, device, classes))
+        names.append(folder.parent.name if folder.name == MODEL_DIR else folder.name)
+    predictor = Ensemble(members, names) if ensemble else members[0]
+
     split = run_dir.read_json(SPLIT_FILE) if run_dir.has(SPLIT_FILE) else None
-    data = prepare_data(cfg, split)
+    threshold, tuning = meta["threshold"], None
+    if data_dir is None:
+        data = prepare_data(cfg, split)
+        samples, split_name = data.test, "test"
+        if num_classes == 1 and cfg.eval.tune_threshold:
+            threshold, tuning = _tune_on_validation(predictor, data.val, cfg, threshold)
+    else:
+        samples, split_name = _labelled_folder(cfg, data_dir), f"folder {data_dir}"
     evaluation = evaluate_samples(
-        model,
-        data.test,
-        meta["normalization"],
-        cfg.model.num_classes,
-        meta["threshold"],
-        cfg.data.ignore_index,
+        predictor,
+        samples,
+        num_classes=num_classes,
+        threshold=threshold,
+        ignore_index=cfg.data.ignore_index,
+        split=split_name,
+        settings=settings,
+        bootstrap_samples=cfg.eval.bootstrap_samples,
+        seed=cfg.seed,
     )
-    run_dir.write_json(METRICS_FILE, evaluation.metrics)
-    run_dir.write_csv(PER_IMAGE_FILE, evaluation.per_image, list(evaluation.per_image[0]))
-    build_run_report(run_dir.path, overlays(data, evaluation, cfg.eval.n_overlays))
-    d = evaluation.metrics["dataset"]
+    if tuning:
+        evaluation.metrics["threshold_tuning"] = tuning
+    if ensemble:
+        evaluation.metrics["ensemble"] = names
+
+    target = (
+        run_dir.path
+        if plain
+        else _evaluation_folder(run_dir, cfg, out_dir, tta, ensemble, data_dir)
+    )
+    atomic_write_json(target / METRICS_FILE, evaluation.metrics)
+    atomic_write_csv(target / PER_IMAGE_FILE, evaluation.per_image, list(evaluation.per_image[0]))
+    if plain:
+        meta.update(threshold=threshold, inference=settings.to_json())
+        atomic_write_json(run_dir.model_dir / META_FILE, meta)
+    build_run_report(target, overlays(samples, evaluation, cfg.eval.n_overlays))
+    _log_evaluation(evaluation.metrics, target)
+    return RunResult(Run(target) if not plain else run_dir, evaluation.metrics)
+
+
+def _tune_on_validation(
+    predictor: ProbabilityModel, val: list[Sample], cfg: Config, current: float
+) -> tuple[float, dict[str, Any]]:
+    """The threshold that maximises validation IoU, and what it gains there."""
+    probs = foreground_probabilities(predictor, val)
+    best, table = tune_threshold(probs, [s.mask for s in val], cfg.data.ignore_index)
+    base = cfg.eval.threshold
+    nearest = min(table, key=lambda t: abs(t - base))
+    return best, {
+        "split": "val",
+        "n_images": len(val),
+        "configured": base,
+        "chosen": best,
+        "val_iou_at_configured": table[nearest],
+        "val_iou_at_chosen": table[min(table, key=lambda t: abs(t - best))],
+        "previous": current,
+    }
+
+
+def _labelled_folder(cfg: Config, data_dir: str | os.PathLike) -> list[Sample]:
+    root = Path(data_dir).expanduser().resolve()
+    data_cfg = cfg.data.model_copy(update={"source": "folder", "root": str(root)})
+    samples = load_samples(data_cfg)
+    channels = {s.channels for s in samples}
+    if channels != {cfg.model.in_channels}:
+        raise SeglabError(
+            f"{root}: images have {sorted(channels)} channel(s) but the model expects "
+            f"{cfg.model.in_channels}",
+            hint="evaluate on images like the training images",
+        )
+    return samples
+
+
+def _evaluation_folder(
+    run_dir: Run,
+    cfg: Config,
+    out_dir: str | os.PathLike | None,
+    tta: bool,
+    ensemble: list | tuple,
+    data_dir: str | os.PathLike | None,
+) -> Path:
+    """A new folder for a non-default evaluation, with what the report needs."""
+    if out_dir is None:
+        parts = [f"data-{Path(data_dir).name}" if data_dir else "test"]
+        parts += ["tta"] if tta else []
+        parts += [f"ensemble{len(ensemble) + 1}"] if ensemble else []
+        target = run_dir.path / EVALUATIONS_DIR / run_folder_name("-".join(parts))
+    else:
+        target = Path(out_dir)
+    target.mkdir(parents=True, exist_ok=out_dir is not None)
+    atomic_write_text(target / CONFIG_FILE, cfg.to_yaml())
+    for name in (ENVIRONMENT_FILE, HISTORY_FILE, TRAIN_SUMMARY_FILE):
+        if run_dir.has(name):
+            atomic_write_bytes(target / name, run_dir.file(name).read_bytes())
+    return target
+
+
+def _log_evaluation(metrics: dict[str, Any], target: Path) -> None:
+    d, ci = metrics["dataset"], metrics.get("ci95", {}).get("dataset", {})
+    iou_ci = ci.get("iou")
+    interval = f" (95% CI {_fmt(iou_ci[0])}-{_fmt(iou_ci[1])})" if iou_ci else ""
     log.info(
-        "test (%d images): IoU %s  Dice %s  precision %s  recall %s",
-        evaluation.metrics["n_images"],
+        "%s (%d images): IoU %s%s  Dice %s  precision %s  recall %s  threshold %.2f",
+        metrics["split"],
+        metrics["n_images"],
         _fmt(d["iou"]),
+        interval,
         _fmt(d["dice"]),
         _fmt(d["precision"]),
         _fmt(d["recall"]),
+        metrics["threshold"],
     )
-    return RunResult(run_dir, evaluation.metrics)
+    log.info("evaluation written to %s", target)
+
+
+def model_folder_of(path: str | os.PathLike) -> Path:
+    """The model folder of a run folder, or ``path`` itself when it is a model folder."""
+    path = Path(path)
+    if (path / MODEL_DIR / META_FILE).is_file():
+        return path / MODEL_DIR
+    if (path / META_FILE).is_file():
+        return path
+    raise SeglabError(
+        f"{path} is neither a run folder with a trained model nor a model folder",
+        hint=f"pass a run folder (with {MODEL_DIR}/{META_FILE}) or an exported model folder",
+    )
+
+
+def predict(
+    model_path: str | os.PathLike,
+    inputs: list[Path],
+    out_dir: str | os.PathLike,
+    probabilities: bool = False,
+    with_overlays: bool = False,
+    tta: bool = False,
+    accelerator: str = "auto",
+) -> list[Path]:
+    """Masks (and optionally probabilities, overlays) of images, folders and stacks."""
+    folder = model_folder_of(model_path)
+    device = inference_device(accelerator)
+    model, meta = load_model_folder(folder, device)
+    settings = InferenceSettings.from_meta(meta)
+    settings = settings.with_(tta="dihedral") if tta else settings
+    num_classes = int(meta.get("num_classes", meta["model"].get("num_classes", 1)))
+    in_channels = int(meta.get("in_channels", meta["model"].get("in_channels", 1)))
+    predictor = Predictor(model, meta["normalization"], settings, device, num_classes)
+    files = collect_inputs([Path(p) for p in inputs])
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    for path in files:
+        source = read_input(path, in_channels)
+        labels, probs = predict_stack(predictor, source.image, settings, probabilities)
+        files_out = write_prediction(source, out, labels, probs, num_classes, with_overlays)
+        written += files_out
+        kind = f"stack of {labels.shape[0]} slices" if source.is_stack else "image"
+        log.info("%s (%s) -> %s", path.name, kind, files_out[0].name)
+    log.info("%d input(s) predicted into %s", len(files), out)
+    return written
 
 
 def check_data_or_stop(cfg: Config) -> DataCheck:
@@ -218,6 +415,7 @@ def model_meta(cfg: Config, data: PreparedData, run_dir: Run) -> dict[str, Any]:
         "model": cfg.model.model_dump(mode="json"),
         "normalization": data.normalization,
         "threshold": cfg.eval.threshold,
+        "inference": InferenceSettings.from_eval(cfg.eval).to_json(),
         "num_classes": cfg.model.num_classes,
         "in_channels": cfg.model.in_channels,
         "trained_in": run_dir.name,
@@ -225,11 +423,11 @@ def model_meta(cfg: Config, data: PreparedData, run_dir: Run) -> dict[str, Any]:
     }
 
 
-def overlays(data: PreparedData, evaluation: Evaluation, n: int) -> list[Overlay]:
-    """The worst and best test images by IoU (half each), for the report."""
+def overlays(samples: list[Sample], evaluation: Evaluation, n: int) -> list[Overlay]:
+    """The worst and best images by IoU (half each), for the report."""
     scored = sorted(evaluation.per_image, key=lambda r: _sort_key(r["iou"]))
     picked = scored[: (n + 1) // 2] + scored[::-1][: n // 2]
-    by_name = {s.name: s for s in data.test}
+    by_name = {s.name: s for s in samples}
     seen, result = set(), []
     for row in picked:
         if row["name"] in seen:

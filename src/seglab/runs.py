@@ -35,6 +35,7 @@ REPORT_FILE = "report.html"
 LOG_FILE = "train.log"
 CHECKPOINT_DIR = "checkpoints"
 MODEL_DIR = "model"
+RUN_DIR_ENV = "SEGLAB_RUN_DIR"  # DDP child processes train into their parent's run folder
 
 _NAME_OK = re.compile(r"[^A-Za-z0-9_.-]+")
 

@@ -34,10 +34,9 @@ from seglab.engine.module import SegModule
 from seglab.engine.sampling import DataProgress, EpochIndexed, ResumableSampler
 from seglab.engine.stopping import GracefulStop, StopConditions
 from seglab.models.registry import create_model
-from seglab.runs import Run
+from seglab.runs import RUN_DIR_ENV, Run
 
 log = logging.getLogger("seglab")
-RUN_DIR_ENV = "SEGLAB_RUN_DIR"  # DDP child processes train into their parent's run folder
 LAST = "last.ckpt"
 
 

@@ -1,4 +1,4 @@
-"""Evaluate a trained model on labelled samples: metrics and per-image scores."""
+"""Evaluate a model (or an ensemble) on labelled samples: metrics, per-image scores, CIs."""
 
 from __future__ import annotations
 
@@ -10,8 +10,11 @@ import torch
 from torch import nn
 
 from seglab.data.samples import Sample
-from seglab.inference.predict import labels_from_probabilities, predict_probabilities
+from seglab.inference.postprocess import postprocess
+from seglab.inference.predict import Predictor, ProbabilityModel, labels_from_probabilities
+from seglab.inference.settings import InferenceSettings
 from seglab.metrics import confusion_counts, per_image_scores, summarize
+from seglab.metrics.bootstrap import bootstrap_ci
 
 
 @dataclass
@@ -22,21 +25,34 @@ class Evaluation:
 
 
 def evaluate_samples(
-    model: nn.Module,
+    model: nn.Module | ProbabilityModel,
     samples: list[Sample],
-    normalization: dict[str, list[float]],
-    num_classes: int,
-    threshold: float,
+    normalization: dict[str, list[float]] | None = None,
+    num_classes: int = 1,
+    threshold: float = 0.5,
     ignore_index: int | None = None,
     split: str = "test",
     device: torch.device | str = "cpu",
+    *,
+    settings: InferenceSettings | None = None,
+    bootstrap_samples: int = 0,
+    seed: int = 0,
 ) -> Evaluation:
-    """Predict every sample, then score dataset-level and per image."""
-    model = model.to(device).eval()
+    """Predict every sample, post-process, then score dataset-level and per image.
+
+    ``model`` is a plain network (then ``normalization`` is needed) or anything
+    with ``probabilities()`` (a :class:`Predictor`, an ensemble). With
+    ``bootstrap_samples`` > 0 the metrics get 95% bootstrap intervals over images.
+    """
+    settings = (settings or InferenceSettings()).with_(threshold=threshold)
+    if isinstance(model, nn.Module):
+        if normalization is None:
+            raise ValueError("a plain model needs its normalization")
+        model = Predictor(model, normalization, settings, device, num_classes)
     counts, predictions = [], {}
     for s in samples:
-        probs = predict_probabilities(model, s.image, normalization, device)
-        pred = labels_from_probabilities(probs, threshold)
+        probs = model.probabilities(s.image)[0]
+        pred = postprocess(labels_from_probabilities(probs, threshold), settings)
         predictions[s.name] = pred
         counts.append(
             confusion_counts(
@@ -51,10 +67,45 @@ def evaluate_samples(
         {"name": s.name, **scores}
         for s, scores in zip(samples, per_image_scores(stacked), strict=True)
     ]
-    metrics = {
+    metrics: dict[str, Any] = {
         "split": split,
         "n_images": len(samples),
         "threshold": threshold,
+        "tta": settings.tta,
+        "window": settings.window,
+        "postprocessing": settings.postprocessing(),
         **summarize(stacked),
     }
+    if bootstrap_samples > 0 and len(samples) > 1:
+        metrics["ci95"] = bootstrap_ci(stacked, bootstrap_samples, 0.95, seed)
+        metrics["ci95"]["samples"] = bootstrap_samples
+    if num_classes > 1:
+        matrix = confusion_matrix(samples, predictions, num_classes, ignore_index)
+        metrics["confusion_matrix"] = matrix
     return Evaluation(metrics, per_image, predictions)
+
+
+def foreground_probabilities(model: ProbabilityModel, samples: list[Sample]) -> list[np.ndarray]:
+    """Foreground probability maps (float32, H x W) of binary-model predictions."""
+    return [model.probabilities(s.image)[0, 0].float().cpu().numpy() for s in samples]
+
+
+def confusion_matrix(
+    samples: list[Sample],
+    predictions: dict[str, np.ndarray],
+    num_classes: int,
+    ignore_index: int | None,
+) -> dict[str, Any]:
+    """Pixel counts, rows = true class, columns = predicted class (ignored pixels left out)."""
+    total = np.zeros(num_classes * num_classes, dtype=np.int64)
+    for s in samples:
+        truth, pred = s.mask.ravel(), predictions[s.name].ravel()
+        valid = (truth >= 0) & (truth < num_classes)
+        if ignore_index is not None:
+            valid &= truth != ignore_index
+        total += np.bincount(truth[valid] * num_classes + pred[valid], minlength=total.size)
+    return {
+        "rows": "true class",
+        "columns": "predicted class",
+        "counts": total.reshape(num_classes, num_classes).tolist(),
+    }

@@ -222,15 +222,52 @@ def _metrics_section(run_dir: Path) -> dict[str, Any]:
     if metrics is not None and not isinstance(metrics, dict):
         metrics, problem = None, f"{METRICS_FILE} does not hold a JSON object"
     if metrics is None:
-        return {"problem": problem, "rows": [], "meta": []}
+        return {"problem": problem, "rows": [], "meta": [], "has_ci": False, "confusion": []}
     pooled = metrics.get("dataset") if isinstance(metrics.get("dataset"), dict) else {}
     mean = metrics.get("per_image_mean")
     mean = mean if isinstance(mean, dict) else {}
     extra = sorted(k for k in {**pooled, **mean} if k not in METRIC_KEYS)
     keys = [k for k in (*METRIC_KEYS, *extra) if _scalar(pooled.get(k)) or _scalar(mean.get(k))]
-    rows = [(k, _show_metric(pooled.get(k)), _show_metric(mean.get(k))) for k in keys]
-    meta = [(k, _show(metrics.get(k))) for k in ("split", "n_images", "threshold") if k in metrics]
-    return {"problem": None, "rows": rows, "meta": meta}
+    ci = metrics.get("ci95") if isinstance(metrics.get("ci95"), dict) else {}
+    ci_pooled, ci_mean = (ci.get(p) if isinstance(ci.get(p), dict) else {} for p in (
+        "dataset", "per_image_mean"))  # fmt: skip
+    rows = [
+        (
+            k,
+            _show_metric(pooled.get(k)),
+            _show_interval(ci_pooled.get(k)),
+            _show_metric(mean.get(k)),
+            _show_interval(ci_mean.get(k)),
+        )
+        for k in keys
+    ]
+    meta_keys = ("split", "n_images", "threshold", "tta", "postprocessing", "ensemble")
+    meta = [(k, _show(metrics.get(k))) for k in meta_keys if k in metrics]
+    return {
+        "problem": None,
+        "rows": rows,
+        "meta": meta,
+        "has_ci": bool(ci_pooled or ci_mean),
+        "confusion": _confusion_rows(metrics.get("confusion_matrix")),
+    }
+
+
+def _confusion_rows(matrix: Any) -> list[list[str]]:
+    """Rows of a multi-class confusion matrix (true class x predicted class), if well formed."""
+    counts = matrix.get("counts") if isinstance(matrix, dict) else None
+    if not isinstance(counts, list) or not all(isinstance(r, list) for r in counts):
+        return []
+    if not all(len(r) == len(counts) and all(map(_scalar, r)) for r in counts):
+        return []
+    return [[f"{int(v):,}" for v in row] for row in counts]
+
+
+def _show_interval(value: Any) -> str:
+    """``[lo, hi]`` as text; anything else (missing, malformed) as a dash."""
+    if isinstance(value, (list, tuple)) and len(value) == 2 and all(map(_scalar, value)):
+        if all(math.isfinite(v) for v in value):
+            return f"{value[0]:.4f}–{value[1]:.4f}"
+    return "—"
 
 
 def _scalar(value: Any) -> bool:

@@ -1,0 +1,111 @@
+"""`seglab evaluate` end to end: intervals, tuned threshold, ensembles, other data, TTA."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from seglab.cli import main
+from seglab.runs import read_csv
+
+TINY = [
+    "data.synthetic.n_images=14",
+    "data.synthetic.height=48",
+    "data.synthetic.width=48",
+    "data.patch_size=32",
+    "data.patches_per_epoch=8",
+    "model.depth=2",
+    "model.base_channels=4",
+    "train.epochs=1",
+    "train.batch_size=4",
+    "train.progress=false",
+    "eval.n_overlays=2",
+    "eval.bootstrap_samples=200",
+]
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory) -> Path:
+    """A tiny trained and evaluated run (the CLI's `run`)."""
+    root = tmp_path_factory.mktemp("runs")
+    args = ["run", "--runs-dir", str(root)]
+    for override in TINY:
+        args += ["--set", override]
+    assert main(args) == 0
+    (path,) = root.iterdir()
+    return path
+
+
+def read(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def only_evaluation(run: Path, before: set[Path]) -> Path:
+    (new,) = set((run / "evaluations").iterdir()) - before
+    return new
+
+
+def existing(run: Path) -> set[Path]:
+    folder = run / "evaluations"
+    return set(folder.iterdir()) if folder.is_dir() else set()
+
+
+def test_plain_evaluation_has_intervals_and_stores_the_tuned_threshold(run):
+    metrics = read(run / "metrics.json")
+    lo, hi = metrics["ci95"]["dataset"]["iou"]
+    assert lo <= metrics["dataset"]["iou"] <= hi
+    lo, hi = metrics["ci95"]["per_image_mean"]["dice"]
+    assert lo <= metrics["per_image_mean"]["dice"] <= hi
+    tuning = metrics["threshold_tuning"]
+    assert tuning["val_iou_at_chosen"] >= tuning["val_iou_at_configured"]
+    meta = read(run / "model" / "model.json")
+    assert meta["threshold"] == metrics["threshold"] == tuning["chosen"]
+    assert meta["inference"]["window"] == 256 and meta["inference"]["tta"] == "none"
+    assert "95% CI" in (run / "report.html").read_text()
+
+
+def test_an_ensemble_of_a_run_with_itself_scores_like_the_run(run, capsys):
+    before = existing(run)
+    assert main(["evaluate", str(run), "--ensemble", str(run)]) == 0
+    folder = only_evaluation(run, before)
+    plain, doubled = read(run / "metrics.json"), read(folder / "metrics.json")
+    assert doubled["ensemble"] == [run.name, run.name]
+    for key in ("dataset", "per_image_mean", "ci95", "threshold"):
+        assert doubled[key] == plain[key]
+    assert (folder / "report.html").is_file() and (folder / "per_image.csv").is_file()
+
+
+def test_evaluate_on_a_labelled_folder_and_with_tta(run, tmp_path):
+    rng = np.random.default_rng(0)
+    for sub in ("images", "masks"):
+        (tmp_path / "d" / sub).mkdir(parents=True)
+    for i in range(4):
+        image = rng.integers(0, 256, (50, 60), dtype=np.uint8)
+        Image.fromarray(image).save(tmp_path / "d" / "images" / f"im{i}.png")
+        Image.fromarray(((image > 128) * 255).astype(np.uint8)).save(
+            tmp_path / "d" / "masks" / f"im{i}.png"
+        )
+    out = tmp_path / "eval"
+    assert main(["evaluate", str(run), "--data", str(tmp_path / "d"), "--out", str(out)]) == 0
+    metrics = read(out / "metrics.json")
+    assert metrics["n_images"] == 4 and metrics["split"].startswith("folder")
+    assert metrics["threshold"] == read(run / "model" / "model.json")["threshold"]
+    assert len(read_csv(out / "per_image.csv")) == 4
+    before = existing(run)
+    assert main(["evaluate", str(run), "--tta", "--set", "eval.fill_holes=true"]) == 0
+    metrics = read(only_evaluation(run, before) / "metrics.json")
+    assert metrics["tta"] == "dihedral" and metrics["postprocessing"]["fill_holes"] is True
+    assert read(run / "model" / "model.json")["inference"]["tta"] == "none"  # left alone
+
+
+def test_evaluate_argument_errors(run, capsys):
+    assert main(["evaluate", str(run), str(run)]) == 2
+    assert "--ensemble" in capsys.readouterr().err
+    assert main(["evaluate", str(run), "--set", "train.epochs=3"]) == 2
+    assert "only eval.* settings" in capsys.readouterr().err
+    assert main(["evaluate", str(run), "--set", "eval.overlap=1.5"]) == 2
+    assert "eval.overlap" in capsys.readouterr().err
