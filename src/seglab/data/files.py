@@ -106,3 +106,8 @@ def slice_position(stem: str) -> tuple[str, int]:
     """(volume, slice number) from a name such as ``train_017`` -> (``train_``, 17)."""
     match = _TRAILING_NUMBER.match(stem)
     return (match.group(1), int(match.group(2))) if match else (stem, 0)
+
+
+def read_image(path: Path) -> np.ndarray:
+    """An image file as float32 C x H x W in [0, 1], decoded as training decodes it."""
+    return to_float_image(read_array(Path(path)))

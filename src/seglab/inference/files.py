@@ -18,7 +18,7 @@ import numpy as np
 import tifffile
 from PIL import Image
 
-from seglab.data.readers import IMAGE_SUFFIXES, read_image
+from seglab.data.files import IMAGE_SUFFIXES, read_image
 from seglab.errors import SeglabError
 from seglab.runs import atomic_write_bytes
 
