@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import logging
 
+import pytest
 import torch
 from torch import nn
 
 from seglab.config import ModelConfig, load_config
 from seglab.data.prepare import prepare_data
 from seglab.engine.fit import fit
-from seglab.models.registry import create_model, register_model
+from seglab.models import registry
+from seglab.models.registry import create_model
 from seglab.runs import Run, read_csv
 
 NAN_STEPS: set[int] = set()  # training forward calls (0-based) that return NaN
@@ -44,8 +46,12 @@ class AllBackground(nn.Module):
         return x[:, :1] * 0 - 20 + self.bias.clamp(max=1.0)
 
 
-register_model("test_nan_injector")(NanInjector)
-register_model("test_all_background")(AllBackground)
+@pytest.fixture(autouse=True)
+def test_models(monkeypatch):
+    """Register the two test models for this module only (removed again afterwards)."""
+    registry.available_models()  # import the real families first
+    monkeypatch.setitem(registry._MODELS, "test_nan_injector", NanInjector)
+    monkeypatch.setitem(registry._MODELS, "test_all_background", AllBackground)
 
 
 def tiny(tiny_overrides, *extra):

@@ -55,6 +55,7 @@ class HistoryWriter(L.Callback):
         self._images = 0
         self._lr = float("nan")
         self.skipped_steps = 0  # incremented by the NaN guard
+        self._validated_epoch = -1  # the last epoch whose validation ran to its end
 
     @property
     def state_key(self) -> str:
@@ -83,7 +84,15 @@ class HistoryWriter(L.Callback):
         self._images += int(batch[0].shape[0])
         self._train_end = time.perf_counter()
 
+    def on_validation_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self._validated_epoch = trainer.current_epoch
+
     def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if trainer.val_dataloaders is not None and self._validated_epoch != trainer.current_epoch:
+            # stopped inside the epoch (signal, rollback): its validation did not run, and the
+            # resumed run writes this epoch's row; a row with stale val figures would be wrong
+            return
         metrics = trainer.callback_metrics
         row: dict[str, Any] = {"epoch": trainer.current_epoch + 1}
         for key in HISTORY_FIELDS[1:9]:

@@ -14,6 +14,7 @@ import math
 from typing import Any
 
 import lightning as L
+import numpy as np
 import torch
 from torch import nn
 
@@ -36,6 +37,7 @@ class SegModule(L.LightningModule):
         self.val_metrics = SegMetrics(cfg.model.num_classes, cfg.data.ignore_index)
         # on-device augmentation of training batches (None when switched off)
         self.augment: nn.Module | None = build_augment(cfg.data.augment, cfg.data.ignore_index)
+        self._augmented = 0  # training batches augmented so far: seeds the next one
         self.channels_last = cfg.train.channels_last
         self.bad_loss: str | None = None  # why the last step was skipped (read by NanGuard)
         self.last_val: dict[str, float] = {}
@@ -56,10 +58,24 @@ class SegModule(L.LightningModule):
     def on_after_batch_transfer(self, batch: Batch, dataloader_idx: int) -> Batch:
         images, masks = batch
         if self.trainer is not None and self.trainer.training and self.augment is not None:
-            images, masks = self.augment(images, masks)
+            images, masks = self._augment(images, masks)
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         return images, masks
+
+    def _augment(self, images: torch.Tensor, masks: torch.Tensor) -> Batch:
+        """Augment one training batch with random draws fixed by (seed, batch number).
+
+        The draws come from a forked generator seeded per batch, so they do not depend on
+        whatever else consumed the global generator (a resumed run creates its data loader
+        at another moment than an uninterrupted one).
+        """
+        seed = int(np.random.SeedSequence([self.cfg.seed, self._augmented]).generate_state(1)[0])
+        self._augmented += 1
+        devices = [images.device] if images.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
+            return self.augment(images, masks)
 
     def on_train_epoch_start(self) -> None:
         if self._loss_epoch != self.current_epoch:
@@ -117,6 +133,7 @@ class SegModule(L.LightningModule):
 
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         checkpoint["seglab_rng"] = capture_rng()
+        checkpoint["seglab_augmented_batches"] = self._augmented
         checkpoint["seglab_train_loss"] = {
             "epoch": self._loss_epoch,
             "sum": self._loss_sum.detach().cpu(),
@@ -126,6 +143,7 @@ class SegModule(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if "seglab_rng" in checkpoint:
             restore_rng(checkpoint["seglab_rng"])
+        self._augmented = int(checkpoint.get("seglab_augmented_batches", 0))
         if "seglab_train_loss" in checkpoint:
             state = checkpoint["seglab_train_loss"]
             self._loss_epoch, self._loss_count = int(state["epoch"]), int(state["count"])

@@ -64,7 +64,8 @@ def summarize(counts: torch.Tensor) -> dict[str, dict[str, float]]:
     per_image = scores(counts)  # (N, K)
     return {
         "dataset": {k: _nanmean(v) for k, v in pooled.items()},
-        "per_image_mean": {k: _nanmean(v) for k, v in per_image.items()},
+        # class-average each image first (as per_image.csv does), then average the images
+        "per_image_mean": {k: _nanmean(v.nanmean(dim=1)) for k, v in per_image.items()},
     }
 
 
