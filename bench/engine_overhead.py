@@ -21,7 +21,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from seglab.config import load_config
-from seglab.data.datasets import PatchDataset
+from seglab.data.augment import build_augment
+from seglab.data.datasets import train_dataset
 from seglab.data.prepare import prepare_data
 from seglab.engine.fit import fit
 from seglab.engine.optim import build_optimizer
@@ -36,14 +37,8 @@ def hand_loop(cfg, data, device: str) -> list[float]:  # noqa: ANN001
     model = create_model(cfg.model).to(device).train()
     loss_fn = create_loss(cfg.loss, cfg.model.num_classes, cfg.data.ignore_index)
     optimizer = build_optimizer(model, cfg)
-    dataset = PatchDataset(
-        data.train,
-        data.normalization,
-        cfg.data.patch_size,
-        cfg.data.patches_per_epoch,
-        cfg.seed,
-        cfg.data.augment,
-    )
+    dataset = train_dataset(cfg, data.train, data.normalization)
+    augment = build_augment(cfg.data.augment, cfg.data.ignore_index)  # as engine.fit does
     loader = DataLoader(dataset, batch_size=cfg.train.batch_size, drop_last=True)
     rates = []
     for epoch in range(cfg.train.epochs):
@@ -51,6 +46,8 @@ def hand_loop(cfg, data, device: str) -> list[float]:  # noqa: ANN001
         start, images = time.perf_counter(), 0
         for x, y in loader:
             x, y = x.to(device), y.to(device)
+            if augment is not None:
+                x, y = augment(x, y)
             loss = loss_fn(model(x), y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

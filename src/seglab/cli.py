@@ -295,6 +295,11 @@ def _setup_console_logging() -> None:
     logger.setLevel(logging.INFO)
     logger.propagate = False
     # Lightning's notices (accelerator found, tips) go to train.log, not the console
+    # Lightning adds a console handler at import unless the root logger has one; it is
+    # imported later (only when training), so give the root a silent handler now
+    root = logging.getLogger()
+    if not root.hasHandlers():
+        root.addHandler(logging.NullHandler())
     lightning_logger = logging.getLogger("lightning.pytorch")
     lightning_logger.propagate = False
     for handler in list(lightning_logger.handlers):
