@@ -16,8 +16,6 @@ from seglab.models.blocks import (
     ASPP,
     ConvBlock,
     norm_layer,
-    pad_to_multiple,
-    pad_to_size,
     upsample_to,
 )
 from seglab.models.encoders import TimmEncoder
@@ -47,11 +45,7 @@ class DeepLabV3Plus(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         height, width = x.shape[-2:]
-        if self.encoder.fixed_size is not None:
-            self.encoder.check_size(height, width)
-            x = pad_to_size(x, self.encoder.fixed_size, self.encoder.fixed_size)
-        else:
-            x = pad_to_multiple(x, self.encoder.multiple)
+        x = self.encoder.pad_input(x)
         features = self.encoder(x)
         low = self.low_proj(features[self.low_index])
         deep = upsample_to(self.aspp(features[-1]), low.shape[-2:])

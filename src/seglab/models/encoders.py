@@ -23,6 +23,7 @@ import torch
 from torch import nn
 
 from seglab.errors import SeglabError
+from seglab.models.blocks import pad_to_multiple, pad_to_size
 
 # encoders whose transformer stages are built for one input size (relative position tables)
 FIXED_SIZE_PREFIXES = ("coatnet", "coatnext", "maxvit", "maxxvit")
@@ -68,6 +69,13 @@ class TimmEncoder(nn.Module):
                     f"model.grad_checkpointing is not supported by the timm encoder {name!r}",
                     hint="set model.grad_checkpointing=false",
                 ) from exc
+
+    def pad_input(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` padded to what the encoder takes: its fixed size, or a multiple of its stride."""
+        if self.fixed_size is None:
+            return pad_to_multiple(x, self.multiple)
+        self.check_size(*x.shape[-2:])
+        return pad_to_size(x, self.fixed_size, self.fixed_size)
 
     def check_size(self, height: int, width: int) -> None:
         if self.fixed_size is not None and max(height, width) > self.fixed_size:

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from seglab.config import ModelConfig
-from seglab.models.blocks import CBAM, ConvBlock, pad_to_multiple, pad_to_size, upsample_to
+from seglab.models.blocks import CBAM, ConvBlock, upsample_to
 from seglab.models.encoders import TimmEncoder
 from seglab.models.registry import register_model
 
@@ -96,11 +96,7 @@ class EncoderDecoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         height, width = x.shape[-2:]
-        if self.encoder.fixed_size is not None:
-            self.encoder.check_size(height, width)
-            x = pad_to_size(x, self.encoder.fixed_size, self.encoder.fixed_size)
-        else:
-            x = pad_to_multiple(x, self.encoder.multiple)
+        x = self.encoder.pad_input(x)
         features = self.encoder(x)
         features[-1] = self.bottleneck(features[-1])
         logits = self.decoder(features, self.stem(x))[..., :height, :width]
