@@ -1,0 +1,230 @@
+"""``seglab evaluate``: a trained run's metrics on its test split or on a labelled folder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from seglab.config import Config, load_config
+from seglab.data.prepare import prepare_data
+from seglab.data.readers import load_samples
+from seglab.data.samples import Sample
+from seglab.errors import SeglabError
+from seglab.inference.ensemble import Ensemble
+from seglab.inference.evaluate import Evaluation, evaluate_samples, foreground_probabilities
+from seglab.inference.predict import Predictor, ProbabilityModel, inference_device
+from seglab.inference.settings import InferenceSettings
+from seglab.inference.threshold import tune_threshold
+from seglab.models.io import META_FILE, load_model_folder
+from seglab.pipeline.common import (
+    EVALUATIONS_DIR,
+    PER_IMAGE_FILE,
+    TRAIN_SUMMARY_FILE,
+    RunResult,
+    attach_log_file,
+    fmt,
+    log,
+    model_folder_of,
+)
+from seglab.report.run_report import Overlay, build_run_report
+from seglab.runs import (
+    CONFIG_FILE,
+    ENVIRONMENT_FILE,
+    HISTORY_FILE,
+    METRICS_FILE,
+    MODEL_DIR,
+    SPLIT_FILE,
+    Run,
+    atomic_write_bytes,
+    atomic_write_csv,
+    atomic_write_json,
+    atomic_write_text,
+    run_folder_name,
+)
+
+
+def evaluate_run(
+    run_path: str | os.PathLike,
+    data_dir: str | os.PathLike | None = None,
+    tta: bool = False,
+    ensemble: list[str | os.PathLike] | tuple = (),
+    overrides: list[str] | tuple = (),
+    out_dir: str | os.PathLike | None = None,
+) -> RunResult:
+    """Metrics of a trained run on its test split (or on a labelled folder ``data_dir``).
+
+    The plain evaluation (no data folder, TTA, ensemble or overrides) writes
+    metrics.json, per_image.csv and the report into the run folder and stores the
+    tuned threshold in model/model.json. Any other evaluation writes into
+    ``out_dir``, by default a new folder under ``<run>/evaluations/``.
+    """
+    run_dir = Run.open(run_path)
+    plain = data_dir is None and not tta and not ensemble and not overrides and out_dir is None
+    if plain:
+        attach_log_file(run_dir)
+    for override in overrides:
+        if not override.strip().startswith("eval."):
+            raise SeglabError(
+                f"evaluate --set {override!r}: only eval.* settings can change here",
+                hint="e.g. --set eval.window=512 --set eval.tta=flips",
+            )
+    cfg = load_config(run_dir.file(CONFIG_FILE), list(overrides))
+    device = inference_device(cfg.train.accelerator)
+    model, meta = load_model_folder(run_dir.model_dir, device)
+    settings = InferenceSettings.from_eval(cfg.eval, threshold=meta["threshold"])
+    settings = settings.with_(tta="dihedral") if tta else settings
+    num_classes = cfg.model.num_classes
+    members = [Predictor(model, meta["normalization"], settings, device, num_classes)]
+    names = [run_dir.name]
+    for other in ensemble:
+        folder = model_folder_of(other)
+        other_model, other_meta = load_model_folder(folder, device)
+        classes = other_meta.get("num_classes", other_meta["model"].get("num_classes"))
+        channels = other_meta.get("in_channels", other_meta["model"].get("in_channels"))
+        if channels != cfg.model.in_channels:
+            raise SeglabError(
+                f"ensemble member {other} takes {channels} input channel(s), "
+                f"{run_dir.name} takes {cfg.model.in_channels}",
+                hint="ensemble runs trained on the same kind of images",
+            )
+        norm = other_meta["normalization"]
+        members.append(Predictor(other_model, norm, settings, device, classes))
+        names.append(folder.parent.name if folder.name == MODEL_DIR else folder.name)
+    predictor = Ensemble(members, names) if ensemble else members[0]
+
+    split = run_dir.read_json(SPLIT_FILE) if run_dir.has(SPLIT_FILE) else None
+    threshold, tuning = meta["threshold"], None
+    if data_dir is None:
+        data = prepare_data(cfg, split)
+        samples, split_name = data.test, "test"
+        if num_classes == 1 and cfg.eval.tune_threshold:
+            threshold, tuning = _tune_on_validation(predictor, data.val, cfg, threshold)
+    else:
+        samples, split_name = _labelled_folder(cfg, data_dir), f"folder {data_dir}"
+    evaluation = evaluate_samples(
+        predictor,
+        samples,
+        num_classes=num_classes,
+        threshold=threshold,
+        ignore_index=cfg.data.ignore_index,
+        split=split_name,
+        settings=settings,
+        bootstrap_samples=cfg.eval.bootstrap_samples,
+        seed=cfg.seed,
+    )
+    if tuning:
+        evaluation.metrics["threshold_tuning"] = tuning
+    if ensemble:
+        evaluation.metrics["ensemble"] = names
+
+    target = (
+        run_dir.path
+        if plain
+        else _evaluation_folder(run_dir, cfg, out_dir, tta, ensemble, data_dir)
+    )
+    atomic_write_json(target / METRICS_FILE, evaluation.metrics)
+    atomic_write_csv(target / PER_IMAGE_FILE, evaluation.per_image, list(evaluation.per_image[0]))
+    if plain:
+        meta.update(threshold=threshold, inference=settings.to_json())
+        atomic_write_json(run_dir.model_dir / META_FILE, meta)
+    build_run_report(target, overlays(samples, evaluation, cfg.eval.n_overlays))
+    _log_evaluation(evaluation.metrics, target)
+    return RunResult(Run(target) if not plain else run_dir, evaluation.metrics)
+
+
+def _tune_on_validation(
+    predictor: ProbabilityModel, val: list[Sample], cfg: Config, current: float
+) -> tuple[float, dict[str, Any]]:
+    """The threshold that maximises validation IoU, and what it gains there."""
+    probs = foreground_probabilities(predictor, val)
+    best, table = tune_threshold(probs, [s.mask for s in val], cfg.data.ignore_index)
+    base = cfg.eval.threshold
+    nearest = min(table, key=lambda t: abs(t - base))
+    return best, {
+        "split": "val",
+        "n_images": len(val),
+        "configured": base,
+        "chosen": best,
+        "val_iou_at_configured": table[nearest],
+        "val_iou_at_chosen": table[min(table, key=lambda t: abs(t - best))],
+        "previous": current,
+    }
+
+
+def _labelled_folder(cfg: Config, data_dir: str | os.PathLike) -> list[Sample]:
+    root = Path(data_dir).expanduser().resolve()
+    data_cfg = cfg.data.model_copy(update={"source": "folder", "root": str(root)})
+    samples = load_samples(data_cfg)
+    channels = {s.channels for s in samples}
+    if channels != {cfg.model.in_channels}:
+        raise SeglabError(
+            f"{root}: images have {sorted(channels)} channel(s) but the model expects "
+            f"{cfg.model.in_channels}",
+            hint="evaluate on images like the training images",
+        )
+    return samples
+
+
+def _evaluation_folder(
+    run_dir: Run,
+    cfg: Config,
+    out_dir: str | os.PathLike | None,
+    tta: bool,
+    ensemble: list | tuple,
+    data_dir: str | os.PathLike | None,
+) -> Path:
+    """A new folder for a non-default evaluation, with what the report needs."""
+    if out_dir is None:
+        parts = [f"data-{Path(data_dir).name}" if data_dir else "test"]
+        parts += ["tta"] if tta else []
+        parts += [f"ensemble{len(ensemble) + 1}"] if ensemble else []
+        target = run_dir.path / EVALUATIONS_DIR / run_folder_name("-".join(parts))
+    else:
+        target = Path(out_dir)
+    target.mkdir(parents=True, exist_ok=out_dir is not None)
+    atomic_write_text(target / CONFIG_FILE, cfg.to_yaml())
+    for name in (ENVIRONMENT_FILE, HISTORY_FILE, TRAIN_SUMMARY_FILE):
+        if run_dir.has(name):
+            atomic_write_bytes(target / name, run_dir.file(name).read_bytes())
+    return target
+
+
+def _log_evaluation(metrics: dict[str, Any], target: Path) -> None:
+    d, ci = metrics["dataset"], metrics.get("ci95", {}).get("dataset", {})
+    iou_ci = ci.get("iou")
+    interval = f" (95% CI {fmt(iou_ci[0])}-{fmt(iou_ci[1])})" if iou_ci else ""
+    log.info(
+        "%s (%d images): IoU %s%s  Dice %s  precision %s  recall %s  threshold %.2f",
+        metrics["split"],
+        metrics["n_images"],
+        fmt(d["iou"]),
+        interval,
+        fmt(d["dice"]),
+        fmt(d["precision"]),
+        fmt(d["recall"]),
+        metrics["threshold"],
+    )
+    log.info("evaluation written to %s", target)
+
+
+def overlays(samples: list[Sample], evaluation: Evaluation, n: int) -> list[Overlay]:
+    """The worst and best images by IoU (half each), for the report."""
+    scored = sorted(evaluation.per_image, key=lambda r: _sort_key(r["iou"]))
+    picked = scored[: (n + 1) // 2] + scored[::-1][: n // 2]
+    by_name = {s.name: s for s in samples}
+    seen, result = set(), []
+    for row in picked:
+        if row["name"] in seen:
+            continue
+        seen.add(row["name"])
+        s = by_name[row["name"]]
+        image = s.image[0] if s.channels == 1 else np.moveaxis(s.image[:3], 0, -1)
+        result.append(Overlay(s.name, image, s.mask, evaluation.predictions[s.name], row["iou"]))
+    return result
+
+
+def _sort_key(value: float) -> float:
+    return value if value == value else float("inf")  # NaN (nothing to find) sorts as best
