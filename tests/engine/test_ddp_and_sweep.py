@@ -26,12 +26,14 @@ TINY = [
 ]
 
 
-def seglab(*args: str, cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess:
+def seglab(
+    *args: str, cwd: Path, timeout: float = 300, entry: tuple[str, ...] = ("-m", "seglab")
+) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(REPO / "src"), OMP_NUM_THREADS="1")
     env.pop("SEGLAB_RUN_DIR", None)
     sets = [arg for o in TINY for arg in ("--set", o)]
     return subprocess.run(
-        [sys.executable, "-m", "seglab", *args, *sets],
+        [sys.executable, *entry, *args, *sets],
         cwd=cwd,
         env=env,
         capture_output=True,
@@ -58,6 +60,61 @@ def test_two_process_ddp_on_cpu_trains_to_the_end_in_one_run_folder(tmp_path):
     summary = read_json(run / "train_summary.json")
     assert summary["completed"] and summary["epochs_run"] == 2
     assert (run / "model" / "model.safetensors").is_file()
+
+
+# seglab's CLI with one more model: a tiny U-Net whose second training step gives NaN on
+# the process of rank 1 only (Lightning's DDP launcher reruns this script for rank 1)
+NAN_ON_RANK_1 = """
+import os, sys
+import torch
+from seglab.cli import main
+from seglab.models import registry
+from seglab.models.registry import create_model
+
+class NanOnRank1(torch.nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        self.inner = create_model(cfg.model_copy(update={"name": "unet"}))
+        self.calls = 0
+
+    def forward(self, x):
+        out = self.inner(x)
+        if self.training:
+            if self.calls == 1 and os.environ.get("LOCAL_RANK") == "1":
+                out = out * float("nan")
+            self.calls += 1
+        return out
+
+registry.available_models()
+registry._MODELS["nan_on_rank_1"] = NanOnRank1
+sys.exit(main())
+"""
+
+
+def test_a_nan_on_one_ddp_rank_is_skipped_by_every_rank(tmp_path):
+    """A rank that skipped its backward alone would leave the others waiting in all-reduce."""
+    script = tmp_path / "seglab_with_nan.py"
+    script.write_text(NAN_ON_RANK_1)
+    done = seglab(
+        "train",
+        "--runs-dir",
+        str(tmp_path / "runs"),
+        "--set",
+        "train.devices=2",
+        "--set",
+        "train.strategy=ddp",
+        "--set",
+        "model.name=nan_on_rank_1",
+        cwd=tmp_path,
+        timeout=240,
+        entry=(str(script),),
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    (run,) = list((tmp_path / "runs").iterdir())
+    rows = read_csv(run / "history.csv")
+    assert [r["epoch"] for r in rows] == ["1", "2"]
+    assert [r["skipped_steps"] for r in rows] == ["1", "0"]  # rank 0 skipped it too
+    assert read_json(run / "train_summary.json")["completed"]
 
 
 def test_a_sweep_finishes_the_other_models_and_records_the_failure(tmp_path):

@@ -62,6 +62,9 @@ class NanGuard(L.Callback):
         }
 
     def on_before_optimizer_step(self, trainer, module, optimizer) -> None:  # noqa: ANN001
+        if getattr(module, "bad_loss", None):  # DDP ran a zero backward for a skipped loss
+            _drop_gradients(module)
+            return
         if not self.check_gradients:
             return
         named = [(n, p.grad) for n, p in module.named_parameters() if p.grad is not None]
@@ -72,8 +75,7 @@ class NanGuard(L.Callback):
             return
         first = next(n for (n, _), v in zip(named, norms, strict=True) if not torch.isfinite(v))
         self._grad_problem = f"gradient of {first} is not finite at step {trainer.global_step}"
-        for param in module.parameters():
-            param.grad = None  # the optimiser skips parameters without a gradient
+        _drop_gradients(module)
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:  # noqa: ANN001
         problem = getattr(module, "bad_loss", None) or self._grad_problem
@@ -121,6 +123,11 @@ class NanGuard(L.Callback):
             source,
             optimizer.param_groups[0]["lr"],
         )
+
+
+def _drop_gradients(module: L.LightningModule) -> None:
+    for param in module.parameters():
+        param.grad = None  # the optimiser skips parameters without a gradient
 
 
 class CollapseGuard(L.Callback):

@@ -97,9 +97,19 @@ class SegModule(L.LightningModule):
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor | None:
         images, masks = batch
         loss = self.loss_fn(self(images), masks)
-        if not torch.isfinite(loss):
-            self.bad_loss = f"loss is {float(loss.detach())} at step {self.global_step}"
-            return None  # Lightning skips backward and the optimiser step
+        finite = bool(torch.isfinite(loss))
+        if self._trainer is not None and self.trainer.world_size > 1:
+            # every rank skips, or none: the gradient all-reduce needs all ranks in step
+            finite = self.trainer.strategy.reduce_boolean_decision(finite, all=True)
+        if not finite:
+            value = "not finite on another rank" if torch.isfinite(loss) else float(loss.detach())
+            where = f" on rank {self.global_rank}" if self.trainer.world_size > 1 else ""
+            self.bad_loss = f"loss is {value}{where} at step {self.global_step}"
+            if self.trainer.world_size == 1:
+                return None  # Lightning skips backward and the optimiser step
+            # DDP cannot skip a backward: every rank runs one that gives zero gradients
+            # everywhere, and NanGuard then drops the gradients so the optimiser skips the step
+            return sum(p.sum() for p in self.parameters() if p.requires_grad) * 0.0
         self.bad_loss = None
         self._loss_sum = self._loss_sum.to(loss.device) + loss.detach().double() * images.shape[0]
         self._loss_count += images.shape[0]
