@@ -57,7 +57,7 @@ class SegModule(L.LightningModule):
 
     def on_after_batch_transfer(self, batch: Batch, dataloader_idx: int) -> Batch:
         images, masks = batch
-        if self.trainer is not None and self.trainer.training and self.augment is not None:
+        if self._trainer is not None and self.trainer.training and self.augment is not None:
             images, masks = self._augment(images, masks)
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)

@@ -1,0 +1,70 @@
+"""channels_last and torch.compile: they change how training runs, never what it learns."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from seglab.config import load_config
+from seglab.data.prepare import prepare_data
+from seglab.engine.checkpoint_io import load_state_dict
+from seglab.engine.fit import fit
+from seglab.engine.module import SegModule
+from seglab.models.registry import create_model
+from seglab.runs import Run, read_csv
+
+
+def _train(tmp_path, tiny_overrides, *extra: str) -> tuple[list[dict], Run]:
+    cfg = load_config(None, [*tiny_overrides, "train.accelerator=cpu", "train.epochs=2", *extra])
+    run = Run.create(tmp_path, "speed")
+    fit(cfg, run, prepare_data(cfg))
+    return read_csv(run.file("history.csv")), run
+
+
+@pytest.fixture(scope="module")
+def eager_history(tmp_path_factory):
+    from conftest import TINY
+
+    rows, _ = _train(tmp_path_factory.mktemp("eager"), TINY)
+    return rows
+
+
+def _same_learning(rows: list[dict], reference: list[dict]) -> None:
+    for key in ("train_loss", "val_loss", "val_iou"):
+        got = [float(r[key]) for r in rows]
+        want = [float(r[key]) for r in reference]
+        assert got == pytest.approx(want, abs=1e-4), key
+
+
+def test_channels_last_batches_and_weights_are_nhwc(tiny_config):
+    cfg = tiny_config.model_copy(deep=True)
+    cfg.train.channels_last = True
+    module = SegModule(create_model(cfg.model), cfg)
+    conv = next(m for m in module.model.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)
+    images, masks = torch.zeros(2, 1, 16, 16), torch.zeros(2, 16, 16, dtype=torch.long)
+    out, _ = module.on_after_batch_transfer((images, masks), 0)
+    assert out.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_channels_last_training_learns_what_the_default_learns(
+    tmp_path, tiny_overrides, eager_history
+):
+    rows, _ = _train(tmp_path, tiny_overrides, "train.channels_last=true")
+    _same_learning(rows, eager_history)
+
+
+@pytest.mark.slow
+def test_compiled_training_learns_what_eager_learns_and_saves_plain_weights(
+    tmp_path, tiny_overrides, eager_history
+):
+    from torch._dynamo.utils import counters
+
+    counters.clear()
+    rows, run = _train(tmp_path, tiny_overrides, "train.compile=true")
+    assert counters["stats"]["unique_graphs"] > 0  # the model really went through dynamo
+    _same_learning(rows, eager_history)
+    # the checkpoint holds the plain model's names (no torch.compile wrapper prefix)
+    state = load_state_dict(run.checkpoints / "last.ckpt")
+    plain = create_model(load_config(None, tiny_overrides).model)
+    plain.load_state_dict(state)
