@@ -5,7 +5,8 @@ both count training batches only (data loading included, validation not).
 The goal is ``fit / hand >= 0.95``: the robustness machinery (NaN guard,
 history, signals, checkpoints) must cost almost nothing per step.
 
-    PYTHONPATH=src python bench/engine_overhead.py [--epochs 4] [--patches 96] [--accelerator cpu]
+    PYTHONPATH=src python bench/engine_overhead.py [--epochs 4] [--patches 96] [--rounds 2]
+        [--accelerator cpu]
 """
 
 from __future__ import annotations
@@ -72,6 +73,7 @@ def main() -> None:
     parser.add_argument("--patches", type=int, default=96, help="patches per epoch")
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--accelerator", default="cpu", choices=["cpu", "cuda"])
+    parser.add_argument("--rounds", type=int, default=2, help="hand/fit pairs, alternated")
     args = parser.parse_args()
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
     cfg = load_config(
@@ -87,23 +89,30 @@ def main() -> None:
     )
     data = prepare_data(cfg)
     device = "cuda" if args.accelerator == "cuda" else "cpu"
-    # hand, fit, hand: the loop gets the better of two chances (machine load drifts)
-    hand_a = hand_loop(cfg, data, device)
-    engine = engine_fit(cfg, data)
-    hand_b = hand_loop(cfg, data, device)
-    skip = 1 if args.epochs > 1 else 0  # the first epoch warms caches up
-    hand = max(statistics.median(hand_a[skip:]), statistics.median(hand_b[skip:]))
-    ours = statistics.median(engine[skip:])
+    # alternate the two (hand, fit, hand, fit, ...) so that drifting machine load hits both
+    # alike, and compare the medians over all their epochs (the first of each run warms up)
+    skip = 1 if args.epochs > 1 else 0
+    hand_runs, fit_runs = [], []
+    for _ in range(args.rounds):
+        hand_runs.append(hand_loop(cfg, data, device))
+        fit_runs.append(engine_fit(cfg, data))
+    hand = statistics.median([r for run in hand_runs for r in run[skip:]])
+    ours = statistics.median([r for run in fit_runs for r in run[skip:]])
     name = torch.cuda.get_device_name(0) if device == "cuda" else f"cpu x{torch.get_num_threads()}"
     print(f"command: {' '.join([sys.executable, *sys.argv])}")
     print(
         f"device: {name}; model {cfg.model.name} depth {cfg.model.depth} base "
         f"{cfg.model.base_channels}; patch {cfg.data.patch_size}; batch {cfg.train.batch_size}; "
-        f"{args.patches} patches x {args.epochs} epochs (median over epochs 2..)"
+        f"{args.patches} patches x {args.epochs} epochs x {args.rounds} alternated runs each "
+        f"(median over epochs 2.. of every run)"
     )
-    print(f"hand-written loop: {hand:8.1f} images/s  (runs: {hand_a} / {hand_b})")
-    print(f"engine.fit:        {ours:8.1f} images/s  (epochs: {engine})")
+    print(f"hand-written loop: {hand:8.1f} images/s  (runs: {_rounded(hand_runs)})")
+    print(f"engine.fit:        {ours:8.1f} images/s  (runs: {_rounded(fit_runs)})")
     print(f"ratio fit/hand:    {ours / hand:8.3f}  (goal >= 0.95)")
+
+
+def _rounded(runs: list[list[float]]) -> list[list[float]]:
+    return [[round(r, 1) for r in run] for run in runs]
 
 
 if __name__ == "__main__":
