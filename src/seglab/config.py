@@ -59,6 +59,7 @@ class SplitConfig(Section):
     density_bins: int = Field(4, ge=2, le=100)
     group_by: Literal["none", "volume", "block"] = "none"
     block_size: int = Field(10, ge=2, le=1_000_000)
+    seed: int | None = None  # None: the config's seed; set it to repeat training seeds on one split
 
     @model_validator(mode="after")
     def _sums_to_one(self) -> SplitConfig:

@@ -57,3 +57,11 @@ def test_explicit_names_are_used_and_checked():
     assert make_split(samples, SplitConfig(names=names), 0) == names
     with pytest.raises(SeglabError, match="'nope' is not a sample name"):
         make_split(samples, SplitConfig(names={**names, "test": ["nope"]}), 0)
+
+
+def test_a_split_seed_keeps_the_split_while_the_run_seed_changes():
+    samples = volume(40)
+    by_run_seed = [make_split(samples, SplitConfig(), seed) for seed in (0, 1)]
+    assert by_run_seed[0] != by_run_seed[1]
+    pinned = [make_split(samples, SplitConfig(seed=7), seed) for seed in (0, 1)]
+    assert pinned[0] == pinned[1] == make_split(samples, SplitConfig(), 7)

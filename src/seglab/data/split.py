@@ -46,7 +46,11 @@ def _counts(n: int, ratios: SplitConfig) -> tuple[int, int, int]:
 
 
 def make_split(samples: list[Sample], cfg: SplitConfig, seed: int) -> dict[str, list[str]]:
-    """The split of ``samples`` that ``cfg`` describes (explicit names win)."""
+    """The split of ``samples`` that ``cfg`` describes (explicit names win).
+
+    ``cfg.seed``, when set, seeds the split instead of ``seed`` (the config's seed).
+    """
+    seed = seed if cfg.seed is None else cfg.seed
     if cfg.names is not None:
         return explicit_split([s.name for s in samples], cfg.names)
     units = group_units(samples, cfg)
