@@ -52,3 +52,23 @@ def test_cosine_schedule_with_warmup(tiny_config):
     assert f(0) < f(1) < f(2) == 1.0
     assert f(9) < f(5) < f(2)
     assert f(10) >= cfg.schedule.min_lr / cfg.optim.lr
+
+
+def test_deep_supervision_adds_the_halving_weighted_auxiliary_losses(tiny_config):
+    from seglab.engine.module import SegModule
+
+    cfg = tiny_config.model_copy(deep=True)
+    cfg.model.deep_supervision = True
+    cfg.model.depth = 3
+    torch.manual_seed(0)
+    module = SegModule(create_model(cfg.model), cfg).train()
+    images, masks = torch.rand(2, 1, 32, 32), (torch.rand(2, 32, 32) > 0.7).long()
+    loss = module.training_step((images, masks), 0)
+    main = module.loss_fn(module(images), masks)  # same weights: the same logits again
+    aux = module.model.aux_outputs  # deepest first
+    assert len(aux) == 2
+    want = main + 0.25 * module.loss_fn(aux[0], masks) + 0.5 * module.loss_fn(aux[1], masks)
+    assert torch.allclose(loss, want) and not torch.allclose(loss, main)
+    module.eval()
+    module(images)
+    assert module.deep_supervision_loss(masks) == 0  # no auxiliary logits at inference

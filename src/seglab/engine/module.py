@@ -96,7 +96,7 @@ class SegModule(L.LightningModule):
 
     def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor | None:
         images, masks = batch
-        loss = self.loss_fn(self(images), masks)
+        loss = self.loss_fn(self(images), masks) + self.deep_supervision_loss(masks)
         finite = bool(torch.isfinite(loss))
         if self._trainer is not None and self.trainer.world_size > 1:
             # every rank skips, or none: the gradient all-reduce needs all ranks in step
@@ -114,6 +114,17 @@ class SegModule(L.LightningModule):
         self._loss_sum = self._loss_sum.to(loss.device) + loss.detach().double() * images.shape[0]
         self._loss_count += images.shape[0]
         return loss
+
+    def deep_supervision_loss(self, masks: torch.Tensor) -> torch.Tensor | float:
+        """The loss of the auxiliary logits a model with ``deep_supervision`` left behind.
+
+        ``model.aux_outputs`` lists them deepest first; the stage next to the output
+        weighs 0.5, the one below 0.25, and so on. 0 when there are none.
+        """
+        aux = getattr(self.model, "aux_outputs", None) or []
+        return sum(
+            0.5**k * self.loss_fn(logits, masks) for k, logits in enumerate(reversed(aux), 1)
+        )
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         images, masks = batch
