@@ -118,7 +118,7 @@ class StopConditions(L.Callback):
 
     def _stop_now(self, trainer: L.Trainer, reason: str) -> None:
         self.reason = reason
-        trainer.save_checkpoint(self.checkpoint)
+        trainer.save_checkpoint(self.checkpoint, weights_only=False)  # full state, to resume
         log.warning(
             "stopping in epoch %d at step %d: %s; checkpoint %s",
             trainer.current_epoch + 1,
