@@ -18,6 +18,7 @@ CONFIGS = {
     "deepcrack": [pytest.mark.slow],  # 300 images
     "lucchi": [pytest.mark.slow],  # 165 slices of 1024 x 768
 }
+GPU_VARIANTS = {"lucchi_gpu": "lucchi", "deepcrack_gpu": "deepcrack"}
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=marks) for n, marks in CONFIGS.items()])
@@ -35,3 +36,13 @@ def test_config_passes_check_data_on_the_real_data(name):
     assert not result.errors, result.errors[:3]
     assert result.split and all(result.split[p] for p in ("train", "val", "test"))
     assert {r["channels"] for r in result.rows} == {load_config(path).model.in_channels}
+
+
+@pytest.mark.parametrize("name", sorted(GPU_VARIANTS))
+def test_gpu_variant_reads_the_same_data_and_split_as_its_cpu_config(name):
+    gpu, cpu = load_config(REPO / "configs" / f"{name}.yaml"), load_config(
+        REPO / "configs" / f"{GPU_VARIANTS[name]}.yaml"
+    )
+    assert gpu.data.root == cpu.data.root and gpu.data.split == cpu.data.split
+    assert gpu.seed == cpu.seed and gpu.model.in_channels == cpu.model.in_channels
+    assert gpu.train.time_budget and gpu.train.precision == "bf16-mixed"

@@ -1,0 +1,168 @@
+"""Test IoU and Dice that a config reaches in a fixed wall-clock budget, beside peer U-Nets.
+
+Each run trains with seglab's own pipeline (data check, patches, augmentation, loss,
+optimiser, schedule, checkpoint chosen on validation, threshold tuned on validation),
+then evaluates on the config's test split. A peer (``--peer smp``: segmentation_models_pytorch
+``Unet(resnet18)`` from scratch; ``--peer monai``: MONAI ``BasicUNet``) is trained by the
+same pipeline with only the model swapped, in the same process and on the same split, so
+the patches, loss, optimiser, budget and evaluation are identical. Repeats change the
+training seed and keep the split (``data.split.seed``).
+
+    PYTHONPATH=src python bench/quality.py configs/lucchi.yaml --budget 10m \\
+        [--peer smp] [--peer monai] [--repeats 3] [--seed 0] [--set KEY=VALUE ...] \\
+        [--out bench/results/quality.jsonl] [--runs-dir /tmp/quality-runs]
+
+Peers are benchmark-only extras: ``pip install -e ".[bench]"``. Every run prints one line
+and, with ``--out``, appends it as JSON; ``bench/quality_table.py`` turns such files into
+the mean and spread per config and system.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from seglab import pipeline
+from seglab.config import ModelConfig, load_config
+from seglab.models import registry
+from seglab.runs import read_json
+
+PEERS = {"smp": "peer_smp_unet_resnet18", "monai": "peer_monai_basicunet"}
+
+
+class PadToMultiple(nn.Module):
+    """Reflect-pads the input to a multiple of ``multiple`` and crops the output back."""
+
+    def __init__(self, model: nn.Module, multiple: int) -> None:
+        super().__init__()
+        self.model = model
+        self.multiple = multiple
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        pad_h, pad_w = -h % self.multiple, -w % self.multiple
+        if pad_h or pad_w:
+            x = F.pad(x, (0, pad_w, 0, pad_h), mode="reflect")
+        return self.model(x)[..., :h, :w]
+
+
+def smp_unet(cfg: ModelConfig) -> nn.Module:
+    import segmentation_models_pytorch as smp
+
+    net = smp.Unet(
+        "resnet18", encoder_weights=None, in_channels=cfg.in_channels, classes=cfg.num_classes
+    )
+    return PadToMultiple(net, 32)
+
+
+def monai_basic_unet(cfg: ModelConfig) -> nn.Module:
+    from monai.networks.nets import BasicUNet
+
+    net = BasicUNet(spatial_dims=2, in_channels=cfg.in_channels, out_channels=cfg.num_classes)
+    return PadToMultiple(net, 16)
+
+
+def register_peers() -> None:
+    registry.available_models()
+    registry._MODELS.setdefault(PEERS["smp"], smp_unet)
+    registry._MODELS.setdefault(PEERS["monai"], monai_basic_unet)
+
+
+def one_run(config: str, overrides: list[str], runs_dir: Path, system: str) -> dict:
+    cfg = load_config(config, overrides)
+    start = time.perf_counter()
+    trained = pipeline.train(cfg, runs_dir).run.path
+    train_s = time.perf_counter() - start
+    metrics = pipeline.evaluate_run(trained).metrics
+    last = torch.load(trained / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
+    steps = int(last["global_step"])  # optimiser steps, the cut-short last epoch included
+    images = steps * cfg.train.batch_size * cfg.train.accumulate_grad_batches
+    summary = read_json(trained / "train_summary.json")
+    return {
+        "config": Path(config).stem,
+        "system": system,
+        "model": cfg.model.name,
+        "seed": cfg.seed,
+        "budget": cfg.train.time_budget,
+        "epochs": summary["epochs_run"],
+        "steps": steps,
+        "images_seen": images,
+        "stopped_because": summary["stopped_because"],
+        "best_epoch": summary["best_epoch"],
+        "train_s": round(train_s, 1),
+        "test_iou": metrics["dataset"]["iou"],
+        "test_dice": metrics["dataset"]["dice"],
+        "test_image_iou": metrics["per_image_mean"]["iou"],
+        "test_image_dice": metrics["per_image_mean"]["dice"],
+        "threshold": metrics["threshold"],
+        "n_test_images": metrics["n_images"],
+        "run": str(trained),
+        "machine": f"{platform.machine()} {torch.get_num_threads()} threads, "
+        + (
+            torch.cuda.get_device_name(0)
+            if cfg.train.accelerator != "cpu" and torch.cuda.is_available()
+            else "cpu"
+        ),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("config")
+    parser.add_argument("--budget", default="10m", help="wall-clock training budget, e.g. 10m")
+    parser.add_argument("--peer", action="append", choices=sorted(PEERS), default=[])
+    parser.add_argument("--repeats", type=int, default=1, help="training seeds, one split")
+    parser.add_argument("--seed", type=int, default=0, help="first training seed")
+    parser.add_argument("--no-seglab", action="store_true", help="peers only")
+    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--out", type=Path, help="append one JSON line per run here")
+    parser.add_argument("--runs-dir", type=Path, help="keep the run folders here")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    register_peers()
+    split_seed = load_config(args.config, args.sets).seed  # one split for every run
+    systems = ([] if args.no_seglab else [("seglab", [])]) + [
+        (peer, [f"model.name={PEERS[peer]}"]) for peer in args.peer
+    ]
+    print(f"command: {' '.join([sys.executable, *sys.argv])}", flush=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        runs_dir = args.runs_dir or Path(tmp)
+        for seed in range(args.seed, args.seed + args.repeats):
+            for system, model_sets in systems:
+                overrides = [
+                    *args.sets,
+                    *model_sets,
+                    f"seed={seed}",
+                    f"data.split.seed={split_seed}",
+                    f"train.time_budget={args.budget}",
+                    "train.progress=false",
+                ]
+                result = one_run(args.config, overrides, runs_dir, system)
+                print(
+                    "quality: {config} {system:<6} model {model} seed {seed} budget {budget} "
+                    "epochs {epochs} steps {steps} images {images_seen} "
+                    "test IoU {test_iou:.4f} Dice {test_dice:.4f} "
+                    "(per image IoU {test_image_iou:.4f} Dice {test_image_dice:.4f}, "
+                    "{n_test_images} images) best epoch {best_epoch} "
+                    "stopped: {stopped_because}; {machine}".format(**result),
+                    flush=True,
+                )
+                if args.out:
+                    args.out.parent.mkdir(parents=True, exist_ok=True)
+                    with args.out.open("a") as fh:
+                        fh.write(json.dumps(result) + "\n")
+
+
+if __name__ == "__main__":
+    main()
