@@ -31,9 +31,10 @@ RESUME_TINY = [
 ]
 
 
-def seglab(*args: str, cwd: Path) -> subprocess.Popen:
+def seglab(*args: str, cwd: Path, env_extra: dict[str, str] | None = None) -> subprocess.Popen:
     env = dict(os.environ, PYTHONPATH=str(SRC), OMP_NUM_THREADS="1")
     env.pop("SEGLAB_RUN_DIR", None)
+    env.update(env_extra or {})
     return subprocess.Popen(
         [sys.executable, "-m", "seglab", *args],
         cwd=cwd,
@@ -114,3 +115,49 @@ def test_sigterm_then_kill_9_mid_epoch_and_resumes_equal_the_uninterrupted_run(t
     assert final_figures(run) == reference
     summary = read_json(run / "train_summary.json")
     assert summary["stopped_because"] == "max_epochs" and summary["completed"] is True
+
+
+def test_slurm_requeue_checkpoints_requeues_and_the_requeued_job_ends_like_the_reference(
+    tmp_path, reference
+):
+    """SLURM without SLURM: its variables, a fake scontrol, and the signals SLURM sends."""
+    fake_bin = tmp_path / "bin"
+    fake_bin.mkdir()
+    calls = tmp_path / "scontrol_calls.txt"
+    scontrol = fake_bin / "scontrol"
+    scontrol.write_text(f'#!/bin/sh\necho "$@" >> {calls}\n')
+    scontrol.chmod(0o755)
+    run = tmp_path / "runs" / "job"
+    slurm = {
+        "PATH": f"{fake_bin}{os.pathsep}{os.environ['PATH']}",
+        "SLURM_JOB_ID": "4242",
+        "SLURM_JOB_NAME": "seglab-test",
+        "SLURM_NTASKS": "1",
+        "SLURM_NTASKS_PER_NODE": "1",
+        "SLURM_NNODES": "1",
+        "SLURM_PROCID": "0",
+        "SLURM_LOCALID": "0",
+        "SLURM_NODEID": "0",
+        "SEGLAB_RUN_DIR": str(run),
+    }
+    args = [a for a in train_args(tmp_path / "unused") if a != "--runs-dir"][:-1]
+    proc = seglab(*args, cwd=tmp_path, env_extra=slurm)
+    wait_for_epochs(tmp_path / "runs", 1, proc)
+    # SLURM's warning before the time limit (#SBATCH --signal=SIGUSR1@90): Lightning saves
+    # hpc_ckpt_1.ckpt and requeues the job; SLURM then stops the job with SIGTERM
+    proc.send_signal(signal.SIGUSR1)
+    deadline = time.monotonic() + 60
+    while not calls.is_file() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert calls.read_text().split() == ["requeue", "4242"]
+    assert list(run.glob("hpc_ckpt_*.ckpt"))
+    proc.send_signal(signal.SIGTERM)
+    rc, out = finish(proc)
+    assert rc == 0, out
+    assert read_json(run / "train_summary.json")["completed"] is False
+    # the requeued job: the same command, the same SEGLAB_RUN_DIR
+    rc, out = finish(seglab(*args, cwd=tmp_path, env_extra=slurm))
+    assert rc == 0, out
+    assert final_figures(run) == reference
+    summary = read_json(run / "train_summary.json")
+    assert summary["completed"] is True and summary["sessions"] == 2
