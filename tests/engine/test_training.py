@@ -1,4 +1,8 @@
+import importlib.util
+
+import pytest
 import torch
+from lightning.pytorch.loggers import CSVLogger
 
 from seglab.config import load_config
 from seglab.data.prepare import prepare_data
@@ -72,3 +76,28 @@ def test_deep_supervision_adds_the_halving_weighted_auxiliary_losses(tiny_config
     module.eval()
     module(images)
     assert module.deep_supervision_loss(masks) == 0  # no auxiliary logits at inference
+
+
+def test_tensorboard_logger_falls_back_to_csv_with_a_warning_when_absent(
+    tmp_path, tiny_config, monkeypatch, caplog
+):
+    from seglab.engine import fit as fit_module
+
+    cfg = tiny_config.model_copy(deep=True)
+    cfg.train.logger = "tensorboard"
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    loggers = fit_module._loggers(cfg, Run.create(tmp_path, "tb"))
+    assert [type(x) for x in loggers] == [CSVLogger]
+    assert "tensorboard but it is not installed" in caplog.text
+
+
+def test_tensorboard_logger_is_added_when_installed(tmp_path, tiny_config):
+    pytest.importorskip("tensorboard")
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    from seglab.engine import fit as fit_module
+
+    cfg = tiny_config.model_copy(deep=True)
+    cfg.train.logger = "tensorboard"
+    loggers = fit_module._loggers(cfg, Run.create(tmp_path, "tb"))
+    assert any(isinstance(x, TensorBoardLogger) for x in loggers)
