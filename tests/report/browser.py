@@ -54,7 +54,9 @@ window.addEventListener("load", function () {
 });
 </script>"""
 # hosts Chromium itself may contact at start-up (not the page)
-_BROWSER_HOSTS = re.compile(r"^https?://[^/]*\b(google\.com|googleapis\.com|gvt1\.com|gstatic\.com)/")
+_BROWSER_HOSTS = re.compile(
+    r"^https?://[^/]*\b(google\.com|googleapis\.com|gvt1\.com|gstatic\.com)/"
+)
 
 
 def chromium() -> str | None:

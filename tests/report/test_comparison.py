@@ -50,8 +50,15 @@ def write_run(
         rows.append({**row, "tp": a, "fp": b, "fn": c, "tn": d} if with_counts else row)
     atomic_write_csv(folder / "per_image.csv", rows, list(rows[0]))
     history = [
-        {"epoch": e, "train_loss": 1 / e, "val_loss": 1.1 / e, "val_iou": v, "lr": 1e-3,
-         "seconds": 2.0, "peak_gpu_mb": 100.0 * e}  # fmt: skip
+        {
+            "epoch": e,
+            "train_loss": 1 / e,
+            "val_loss": 1.1 / e,
+            "val_iou": v,
+            "lr": 1e-3,
+            "seconds": 2.0,
+            "peak_gpu_mb": 100.0 * e,
+        }  # fmt: skip
         for e, v in enumerate([0.5, 0.6, 0.7, 0.8, 0.9, 1.0], start=1)
     ]
     atomic_write_csv(folder / "history.csv", history, HISTORY_COLUMNS)
