@@ -115,7 +115,7 @@ def test_page_loads_in_chromium_without_errors_or_requests(
         assert probe["image_ids"] == ["curves"]
         assert probe["images"] == 1 + 3 * 2  # curves + image, truth, prediction of 2 overlays
     else:
-        assert probe["table_ids"] == ["runs", "paired"]
+        assert probe["table_ids"] == ["test", "runs", "paired"]
         assert probe["image_ids"] == ["bars", "curves"]
 
 

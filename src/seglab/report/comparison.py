@@ -33,6 +33,7 @@ from seglab.report.run_facts import (
 from seglab.runs import CONFIG_FILE, HISTORY_FILE, METRICS_FILE, atomic_write_csv, atomic_write_text
 
 PER_IMAGE_FILE = "per_image.csv"
+METRIC_NAMES = {"iou": "IoU", "dice": "Dice", "precision": "precision", "recall": "recall"}
 PAIRED_COLUMNS = ("paired_vs", "paired_difference", "paired_ci_low", "paired_ci_high",
                   "paired_excludes_zero")  # fmt: skip
 COMPARISON_COLUMNS = (*SUMMARY_COLUMNS, *PAIRED_COLUMNS)
@@ -203,7 +204,7 @@ def _render(
         column(""),
         column("_ci_low"),
         column("_ci_high"),
-        f"test {metric} (dataset-level), 95% CI",
+        f"test {METRIC_NAMES[metric]} (dataset-level), 95% CI",
     )
     environment = jinja2.Environment(
         loader=jinja2.FileSystemLoader(_TEMPLATES),
@@ -214,14 +215,14 @@ def _render(
     )
     return environment.get_template("comparison.html.j2").render(
         generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        metric=metric,
+        metric=METRIC_NAMES[metric],
         n_images=n_images,
         seed=seed,
         n_samples=n_samples,
         rows=[_display(r, i + 1) for i, r in enumerate(rows)],
         paired=[_display_paired(p) for p in paired],
         best=rows[0]["run"],
-        curves=plots.overlaid_curves(curves, f"validation {metric}"),
+        curves=plots.overlaid_curves(curves, f"validation {METRIC_NAMES[metric]}"),
         bars=bars,
     )
 

@@ -74,16 +74,15 @@ def facts_rows(facts: dict[str, Any]) -> list[tuple[str, str]]:
     if facts.get("stability_std") is not None:
         rows.append(
             (
-                f"stability: std of {facts['monitor']} over the last "
-                f"{facts['stability_epochs']} epochs",
+                f"stability: std of {facts['monitor']}, last {facts['stability_epochs']} epochs",
                 f"{facts['stability_std']:.4f}",
             )
         )
     if facts.get("gap_iou") is not None:
         rows.append(
             (
-                "generalisation gap: train IoU − val IoU (kept weights)",
-                f"{facts['train_iou']:.4f} − {facts['val_iou']:.4f} = {facts['gap_iou']:+.4f}",
+                "generalisation gap: train − val IoU of the kept weights",
+                f"{facts['gap_iou']:+.4f} ({facts['train_iou']:.4f} − {facts['val_iou']:.4f})",
             )
         )
     return rows
@@ -95,7 +94,7 @@ def loss_gap(history: list[dict[str, Any]], best_epoch: Any) -> str | None:
         if number(row.get("epoch")) == number(best_epoch):
             train, val = number(row.get("train_loss")), number(row.get("val_loss"))
             if train is not None and val is not None:
-                return f"{val:.4f} − {train:.4f} = {val - train:+.4f}"
+                return f"{val - train:+.4f} ({val:.4f} − {train:.4f})"
     return None
 
 
