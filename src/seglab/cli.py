@@ -267,6 +267,46 @@ def models(
     console.print(table)
 
 
+@app.command()
+def report(
+    run_dir: Annotated[Path, typer.Argument(help="A run folder (or an evaluation folder).")],
+) -> None:
+    """Rewrite a run's report.html and performance_summary.csv from its folder."""
+    from seglab.pipeline.reporting import report as report_pipeline
+
+    console.print(f"report: {report_pipeline(run_dir)}")
+
+
+@app.command()
+def compare(
+    run_dirs: Annotated[list[Path], typer.Argument(help="Two or more run folders.")],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="The HTML page; comparison.csv goes beside it.")
+    ] = Path("comparison.html"),
+    metric: Annotated[
+        str, typer.Option("--metric", help="Sort and test by: iou, dice, precision, recall.")
+    ] = "iou",
+) -> None:
+    """Runs side by side on one test set: table, curves, CIs, paired bootstrap vs the best."""
+    from seglab.pipeline.reporting import compare as compare_pipeline
+
+    result = compare_pipeline(run_dirs, out, metric)
+    table = Table("run", "model", f"test {metric}", "best − run [95% CI]")
+    for row in result.rows:
+        value = row[f"test_{metric}"]
+        diff = row.get("paired_difference")
+        paired = (
+            "best"
+            if diff is None
+            else f"{diff:+.4f} [{row['paired_ci_low']:+.4f}, {row['paired_ci_high']:+.4f}]"
+        )
+        table.add_row(
+            str(row["run"]), str(row["model"]), "-" if value is None else f"{value:.4f}", paired
+        )
+    console.print(table)
+    console.print(f"comparison: {result.html} and {result.csv}")
+
+
 def _cuda_available() -> bool:
     import torch
 

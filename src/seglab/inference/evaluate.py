@@ -16,6 +16,8 @@ from seglab.inference.settings import InferenceSettings
 from seglab.metrics import confusion_counts, per_image_scores, summarize
 from seglab.metrics.bootstrap import bootstrap_ci
 
+COUNT_NAMES = ("tp", "fp", "fn", "tn")
+
 
 @dataclass
 class Evaluation:
@@ -64,8 +66,8 @@ def evaluate_samples(
         )
     stacked = torch.cat(counts)
     per_image = [
-        {"name": s.name, **scores}
-        for s, scores in zip(samples, per_image_scores(stacked), strict=True)
+        {"name": s.name, **scores, **count_columns(c)}
+        for s, scores, c in zip(samples, per_image_scores(stacked), stacked, strict=True)
     ]
     metrics: dict[str, Any] = {
         "split": split,
@@ -83,6 +85,17 @@ def evaluate_samples(
         matrix = confusion_matrix(samples, predictions, num_classes, ignore_index)
         metrics["confusion_matrix"] = matrix
     return Evaluation(metrics, per_image, predictions)
+
+
+def count_columns(counts: torch.Tensor) -> dict[str, int]:
+    """One image's (K, 4) confusion counts as per_image.csv columns: tp, fp, fn, tn (binary)
+    or tp_0, fp_0, ... per class, so that reports can pool pixels over any subset of images."""
+    suffixes = [""] if counts.shape[0] == 1 else [f"_{k}" for k in range(counts.shape[0])]
+    return {
+        f"{name}{suffix}": int(value)
+        for suffix, row in zip(suffixes, counts.tolist(), strict=True)
+        for name, value in zip(COUNT_NAMES, row, strict=True)
+    }
 
 
 def foreground_probabilities(model: ProbabilityModel, samples: list[Sample]) -> list[np.ndarray]:

@@ -51,3 +51,47 @@ def _interval(values: torch.Tensor, tail: float) -> list[float]:
         return [float("nan"), float("nan")]
     lo, hi = np.nanpercentile(array, [tail, 100 - tail])
     return [float(lo), float(hi)]
+
+
+def paired_bootstrap(
+    counts_a: torch.Tensor,
+    counts_b: torch.Tensor,
+    metric: str = "iou",
+    n_samples: int = 1000,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> dict[str, float | int | bool | list[float]]:
+    """Dataset-level ``metric`` of A minus that of B, with a paired percentile interval.
+
+    ``counts_a`` and ``counts_b`` are (N, K, 4) counts of the same N images in the
+    same order. Each resample draws images with replacement and uses the same draw
+    for both runs, so the interval reflects the difference on shared images.
+    """
+    if counts_a.shape != counts_b.shape:
+        raise ValueError(f"counts differ in shape: {tuple(counts_a.shape)}, {counts_b.shape}")
+    if metric not in METRICS:
+        raise ValueError(f"unknown metric {metric!r}; known: {', '.join(METRICS)}")
+    n = counts_a.shape[0]
+    rng = np.random.default_rng(seed)
+    draws = torch.from_numpy(rng.multinomial(n, np.full(n, 1.0 / n), size=n_samples)).double()
+
+    def resampled(counts: torch.Tensor) -> torch.Tensor:  # (B,)
+        pooled = torch.einsum("bn,nkc->bkc", draws, counts.double())
+        return _nanmean(scores(pooled)[metric], dim=1)
+
+    def observed(counts: torch.Tensor) -> float:
+        return float(_nanmean(scores(counts.double().sum(0))[metric], dim=0))
+
+    differences = resampled(counts_a) - resampled(counts_b)
+    lo, hi = _interval(differences, (1.0 - confidence) / 2 * 100)
+    return {
+        "metric": metric,
+        "a": observed(counts_a),
+        "b": observed(counts_b),
+        "difference": observed(counts_a) - observed(counts_b),
+        "ci": [lo, hi],
+        "excludes_zero": bool(lo > 0 or hi < 0),
+        "n_images": n,
+        "samples": n_samples,
+        "confidence": confidence,
+    }

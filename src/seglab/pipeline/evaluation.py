@@ -29,6 +29,7 @@ from seglab.pipeline.common import (
     log,
     model_folder_of,
 )
+from seglab.pipeline.reporting import model_profile, write_performance_summary
 from seglab.report.run_report import Overlay, build_run_report
 from seglab.runs import (
     CONFIG_FILE,
@@ -117,6 +118,10 @@ def evaluate_run(
     )
     if tuning:
         evaluation.metrics["threshold_tuning"] = tuning
+    if plain:  # the report's generalisation gap: the kept model on its own training images
+        evaluation.metrics["fit_splits"] = _train_and_val_scores(
+            predictor, data, cfg, settings.with_(threshold=threshold)
+        )
     if ensemble:
         evaluation.metrics["ensemble"] = names
 
@@ -130,7 +135,9 @@ def evaluate_run(
     if plain:
         meta.update(threshold=threshold, inference=settings.to_json())
         atomic_write_json(run_dir.model_dir / META_FILE, meta)
-    build_run_report(target, overlays(samples, evaluation, cfg.eval.n_overlays))
+    profile = None if ensemble else model_profile(run_dir.path)  # an ensemble has no one size
+    build_run_report(target, overlays(samples, evaluation, cfg.eval.n_overlays), profile)
+    write_performance_summary(target, profile)
     _log_evaluation(evaluation.metrics, target)
     return RunResult(Run(target) if not plain else run_dir, evaluation.metrics)
 
@@ -152,6 +159,31 @@ def _tune_on_validation(
         "val_iou_at_chosen": table[min(table, key=lambda t: abs(t - best))],
         "previous": current,
     }
+
+
+def _train_and_val_scores(
+    predictor: ProbabilityModel, data: Any, cfg: Config, settings: InferenceSettings
+) -> dict[str, Any]:
+    """Scores of the kept (best) weights on the train and val splits, predicted like the test."""
+    result: dict[str, Any] = {"threshold": settings.threshold}
+    for name, samples in (("train", data.train), ("val", data.val)):
+        if not samples:
+            continue
+        scored = evaluate_samples(
+            predictor,
+            samples,
+            num_classes=cfg.model.num_classes,
+            threshold=settings.threshold,
+            ignore_index=cfg.data.ignore_index,
+            split=name,
+            settings=settings,
+        )
+        result[name] = {
+            "n_images": len(samples),
+            "dataset": scored.metrics["dataset"],
+            "per_image_mean": scored.metrics["per_image_mean"],
+        }
+    return result
 
 
 def _labelled_folder(cfg: Config, data_dir: str | os.PathLike) -> list[Sample]:

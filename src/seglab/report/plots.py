@@ -178,3 +178,50 @@ def learning_curves(
     axes[-1].set_xlabel("epoch")
     fig.tight_layout()
     return figure_to_data_uri(fig)
+
+
+# --------------------------------------------------------------------------- comparisons
+
+
+def overlaid_curves(curves: dict[str, tuple[Sequence[float], Sequence[float]]], ylabel: str) -> str:
+    """One line per run (label -> (epochs, values), NaN where missing), as a PNG data URI."""
+    fig, ax = plt.subplots(figsize=(7.0, 3.8))
+    drawn = False
+    for label, (x, y) in curves.items():
+        x, y = np.asarray(x, dtype=np.float64), np.asarray(y, dtype=np.float64)
+        ok = np.isfinite(x) & np.isfinite(y)
+        if ok.any():
+            ax.plot(x[ok], y[ok], marker="o" if ok.sum() < 30 else None, ms=3, label=label)
+            drawn = True
+    if not drawn:
+        ax.text(0.5, 0.5, "no values", ha="center", va="center", transform=ax.transAxes)
+    else:
+        ax.legend(loc="best", fontsize=8)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return figure_to_data_uri(fig)
+
+
+def bar_chart_with_errors(
+    labels: Sequence[str],
+    values: Sequence[float],
+    lows: Sequence[float],
+    highs: Sequence[float],
+    ylabel: str,
+) -> str:
+    """Horizontal bars with their [low, high] intervals as error bars (NaN: no bar/bar only)."""
+    v = np.asarray(values, dtype=np.float64)
+    lo = np.asarray(lows, dtype=np.float64)
+    hi = np.asarray(highs, dtype=np.float64)
+    errors = np.vstack([np.nan_to_num(v - lo), np.nan_to_num(hi - v)]).clip(min=0)
+    fig, ax = plt.subplots(figsize=(7.0, 0.9 + 0.45 * len(labels)))
+    y = np.arange(len(labels))
+    ax.barh(y, np.nan_to_num(v), xerr=errors, capsize=4, color="#4c78a8", ecolor="0.2")
+    ax.set_yticks(y, labels=list(labels), fontsize=8)
+    ax.invert_yaxis()  # first (best) at the top
+    ax.set_xlabel(ylabel)
+    ax.grid(axis="x", alpha=0.3)
+    fig.tight_layout()
+    return figure_to_data_uri(fig)

@@ -20,7 +20,8 @@ import numpy as np
 import yaml
 
 from seglab.errors import SeglabError
-from seglab.report import plots
+from seglab.report import plots, sections
+from seglab.report.run_facts import run_facts
 from seglab.runs import (
     CONFIG_FILE,
     ENVIRONMENT_FILE,
@@ -65,8 +66,15 @@ class Overlay:
     iou: float | None = None
 
 
-def build_run_report(run_dir: str | Path, overlays: list[Overlay] | None = None) -> Path:
-    """Write ``report.html`` into ``run_dir`` (atomically) and return its path."""
+def build_run_report(
+    run_dir: str | Path,
+    overlays: list[Overlay] | None = None,
+    profile: dict[str, Any] | None = None,
+) -> Path:
+    """Write ``report.html`` into ``run_dir`` (atomically) and return its path.
+
+    ``profile`` (``parameters``, ``macs``, ``input``) adds the model's size and cost.
+    """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise SeglabError(f"run folder not found: {run_dir}", hint="pass a folder made by seglab")
@@ -82,7 +90,9 @@ def build_run_report(run_dir: str | Path, overlays: list[Overlay] | None = None)
             generated=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
             config=_config_section(run_dir),
             environment=_environment_section(run_dir),
-            training=_training_section(run_dir, summary, summary_problem),
+            training=_training_section(run_dir, summary, summary_problem, profile),
+            data=sections.data_summary_section(run_dir),
+            compression=sections.compression_section(run_dir),
             metrics=_metrics_section(run_dir),
             overlays=[_overlay_row(o) for o in overlays or []],
             legend=[(label, plots.hex_color(c)) for label, c in _LEGEND],
@@ -179,7 +189,10 @@ def _environment_section(run_dir: Path) -> dict[str, Any]:
 
 
 def _training_section(
-    run_dir: Path, summary: dict[str, Any], summary_problem: str | None
+    run_dir: Path,
+    summary: dict[str, Any],
+    summary_problem: str | None,
+    profile: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     rows, problem = _load(run_dir / HISTORY_FILE, read_csv)
     rows = rows or []
@@ -208,6 +221,10 @@ def _training_section(
         stats.append(("best checkpoint epoch", _show(kept)))
     if summary.get("stopped_because"):
         stats.append(("stopped because", _show(summary["stopped_because"])))
+    stats += sections.facts_rows(run_facts(run_dir, profile))
+    gap = sections.loss_gap(rows, best_epoch)
+    if gap is not None:
+        stats.append(("val loss − train loss at the best epoch", gap))
     curves = plots.learning_curves(epochs, series, best_epoch) if rows else None
     return {
         "problem": problem,
