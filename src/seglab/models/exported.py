@@ -7,10 +7,13 @@ returns one of these so ``seglab predict`` and the evaluation code use it as any
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import torch
 from torch import nn
+
+from seglab.models.blocks import pad_to_multiple
 
 ONNX_FILE = "model.onnx"
 TORCHSCRIPT_FILE = "model.pt"
@@ -41,8 +44,39 @@ class OnnxModel(nn.Module):
         return self  # the session is stateless for inference; share it
 
 
-def load_exported(folder: Path, fmt: str, device: str | torch.device = "cpu") -> nn.Module:
+class PaddedExport(nn.Module):
+    """Pads inputs to the multiple the model was traced for, and crops the output back.
+
+    A traced graph keeps the branch its example took: a model that pads inputs to
+    a multiple of its stride was traced on a multiple, so the padding happens here.
+    """
+
+    def __init__(self, inner: nn.Module, multiple: int = 1) -> None:
+        super().__init__()
+        self.inner, self.multiple = inner, multiple
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        height, width = x.shape[-2:]
+        padded = pad_to_multiple(x, self.multiple) if self.multiple > 1 else x
+        return self.inner(padded)[..., :height, :width]
+
+
+def input_multiple(model: nn.Module) -> int:
+    """The multiple a model pads its inputs to (``multiple`` of the model or its encoder)."""
+    for module in model.modules():
+        value = getattr(module, "multiple", None)
+        if isinstance(value, int) and value > 1:
+            return value
+    return 1
+
+
+def load_exported(
+    folder: Path, fmt: str, device: str | torch.device = "cpu", multiple: int = 1
+) -> nn.Module:
     if fmt == "onnx":
-        return OnnxModel(folder / ONNX_FILE)
-    # TorchScript archives hold code and tensors, not arbitrary pickled Python objects
-    return torch.jit.load(str(folder / TORCHSCRIPT_FILE), map_location=device)
+        inner: nn.Module = OnnxModel(folder / ONNX_FILE)
+    else:  # TorchScript archives hold code and tensors, not arbitrary pickled Python objects
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # torch.jit is deprecated, still works
+            inner = torch.jit.load(str(folder / TORCHSCRIPT_FILE), map_location=device)
+    return PaddedExport(inner, multiple)

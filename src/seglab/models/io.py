@@ -42,9 +42,11 @@ def load_model_folder(
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the model from a model folder; returns ``(model in eval mode, meta)``."""
     folder = Path(folder)
-    fmt = read_json(folder / META_FILE).get("format") if (folder / META_FILE).is_file() else None
+    meta = read_json(folder / META_FILE) if (folder / META_FILE).is_file() else {}
+    fmt = meta.get("format")
     if fmt in FORMAT_FILES and (folder / FORMAT_FILES[fmt]).is_file():  # seglab export
-        return load_exported(folder, fmt, device).eval(), read_json(folder / META_FILE)
+        multiple = int(meta.get("input_multiple", 1))
+        return load_exported(folder, fmt, device, multiple).eval(), meta
     if not (folder / META_FILE).is_file() or not (folder / WEIGHTS_FILE).is_file():
         raise SeglabError(
             f"{folder} is not a model folder (needs {META_FILE} and {WEIGHTS_FILE})",

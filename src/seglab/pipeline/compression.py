@@ -39,7 +39,7 @@ from seglab.errors import SeglabError
 from seglab.inference.evaluate import evaluate_samples
 from seglab.inference.predict import Predictor
 from seglab.inference.settings import InferenceSettings
-from seglab.models.exported import OnnxModel
+from seglab.models.exported import OnnxModel, PaddedExport, input_multiple
 from seglab.models.io import load_model_folder, save_model_folder
 from seglab.pipeline.common import log
 from seglab.report.compression import write_compression_report
@@ -263,7 +263,8 @@ def _onnx_rows(
     rows = []
     for method, path in variants:
         try:
-            runner = OnnxModel(path, threads=torch.get_num_threads())
+            session = OnnxModel(path, threads=torch.get_num_threads())
+            runner = PaddedExport(session, input_multiple(net))
             runner(x)
         except Exception as exc:  # noqa: BLE001 - e.g. an int8 operator onnxruntime lacks
             log.info("%s of %s does not run: %s", method, name, exc)

@@ -15,7 +15,7 @@ import torch
 
 from seglab.compress.export import check_export, export_onnx, export_torchscript
 from seglab.errors import SeglabError
-from seglab.models.exported import FORMAT_FILES, load_exported
+from seglab.models.exported import FORMAT_FILES, input_multiple, load_exported
 from seglab.models.io import META_FILE, load_model_folder
 from seglab.pipeline.common import log, model_folder_of
 from seglab.runs import MODEL_DIR, atomic_write_json
@@ -46,9 +46,11 @@ def export_model(
         export_onnx(model, example, path)
     else:
         export_torchscript(model, example, path)
-    other = (2, channels, max(32, size // 2 + 32), size + 64)  # not the example's size
-    diff = check_export(model, load_exported(target, fmt), other)
-    atomic_write_json(target / META_FILE, {**meta, "format": fmt, "exported_from": str(folder)})
+    multiple = input_multiple(model)
+    other = (2, channels, size // 2 + 3, size + 37)  # not the example's size, nor a multiple
+    diff = check_export(model, load_exported(target, fmt, multiple=multiple), other)
+    exported = {**meta, "format": fmt, "input_multiple": multiple, "exported_from": str(folder)}
+    atomic_write_json(target / META_FILE, exported)
     log.info(
         "%s written to %s (checked on %dx%d: max abs difference %.2g from PyTorch)",
         fmt,
