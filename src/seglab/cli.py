@@ -297,6 +297,13 @@ def compress(
         int | None, typer.Option("--threads", min=1, help="CPU threads for latency.")
     ] = None,
     onnx: Annotated[bool, typer.Option("--onnx/--no-onnx", help="ONNX fp32 and int8 rows.")] = True,
+    control: Annotated[
+        bool,
+        typer.Option(
+            "--control/--no-control",
+            help="Also fine-tune the original the same way (what fine-tuning alone gives).",
+        ),
+    ] = True,
 ) -> None:
     """Low-rank factorisation + fine-tuning at each setting; writes <run>/compression/."""
     from seglab.compress.ranks import parse_rules
@@ -304,7 +311,9 @@ def compress(
     from seglab.pipeline.compression import CompressOptions, compress_run
 
     rules = parse_rules(ranks, energies, ratios)  # bad values fail before any work
-    options = CompressOptions(finetune_epochs, finetune_lr, patience, repeats, threads, onnx=onnx)
+    options = CompressOptions(
+        finetune_epochs, finetune_lr, patience, repeats, threads, onnx=onnx, control=control
+    )
     result = compress_run(run_dir, rules, options)
     lines = text_table(result.rows)
     table = Table(*lines[0], title=f"CPU latency: 1 image, {result.threads} thread(s)")

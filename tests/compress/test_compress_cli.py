@@ -48,8 +48,12 @@ def test_compress_writes_the_table_and_a_loadable_model(compressed):
     assert float(low["reduction_pct"]) > 0 and low["finetune_epochs"] == "1"
     assert all(float(r["latency_ms"]) > 0 for r in rows)
     assert ("onnx", "-") not in by_method and ("onnx", "original") in by_method
+    control = by_method[("original-finetuned", "-")]  # fine-tuning alone, for reference
+    assert control["parameters"] == original["parameters"] and control["iou_after_ft"] != ""
     assert (compressed / "tradeoff.png").is_file() and (compressed / "report.html").is_file()
     assert (compressed / "rank2" / "history.csv").is_file()  # fine-tuning history of its own
+    report = (compressed.parent / "report.html").read_text()
+    assert "<h2>Compression</h2>" in report and "rank2" in report
     model, meta = load_model_folder(compressed / "rank2" / "model")
     assert any(isinstance(m, LowRankConv2d) for m in model.modules())
     assert count_parameters(model) == int(low["parameters"])

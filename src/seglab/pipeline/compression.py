@@ -13,6 +13,7 @@ the table into the run report folder.
 
 from __future__ import annotations
 
+import copy
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,10 +43,13 @@ from seglab.inference.settings import InferenceSettings
 from seglab.models.exported import OnnxModel, PaddedExport, input_multiple
 from seglab.models.io import load_model_folder, save_model_folder
 from seglab.pipeline.common import log
+from seglab.pipeline.evaluation import overlays
 from seglab.report.compression import write_compression_report
+from seglab.report.run_report import build_run_report
 from seglab.runs import CONFIG_FILE, SPLIT_FILE, Run, atomic_write_csv
 
 COMPRESSION_DIR = "compression"
+CONTROL = "original-finetuned"
 SUMMARY_FILE = "summary.csv"
 
 
@@ -58,6 +62,7 @@ class CompressOptions:
     threads: int | None = None  # torch/onnxruntime intra-op threads (None: torch's current)
     size: int = 256  # latency and MACs on 1 x C x size x size
     onnx: bool = True  # ONNX fp32 / int8 rows
+    control: bool = True  # also fine-tune the unfactorised model the same way (a reference row)
 
 
 @dataclass
@@ -91,8 +96,12 @@ def compress_run(
         )
         original = _measure(model, x, options)
         iou, dice = scorer(model)
+        pictures = overlays(scorer.samples, scorer.last, cfg.eval.n_overlays)
         rows = [Row("original", "-", *original, iou, dice, model_folder=str(run_dir.model_dir))]
         rows[0].relative_to(rows[0])
+        if options.control and options.finetune_epochs > 0:
+            rows.append(_control_row(model, rows[0], cfg, data, scorer, out, options))
+            _log_row(rows[-1])
         for rule in rules:
             rows.append(_compress_one(model, rule, cfg, meta, data, scorer, x, options, out))
             rows[-1].relative_to(rows[0])
@@ -104,6 +113,7 @@ def compress_run(
     write_compression_report(
         out, text_table(rows), [r.to_csv() for r in rows], _describe(options, threads, x)
     )
+    build_run_report(run_dir.path, pictures)  # the run report gains the compression section
     return CompressionResult(out, rows, threads)
 
 
@@ -127,6 +137,7 @@ class _Scorer:
             ignore_index=self.cfg.data.ignore_index,
             settings=self.settings,
         )
+        self.last = evaluation
         d = evaluation.metrics["dataset"]
         return float(d["iou"]), float(d["dice"])
 
@@ -184,6 +195,33 @@ def _compress_one(
         finetune_epochs=epochs_run,
         model_folder=str(folder / "model"),
     )
+
+
+def _control_row(
+    model: nn.Module,
+    original: Row,
+    cfg: Config,
+    data: PreparedData,
+    scorer: _Scorer,
+    out: Path,
+    options: CompressOptions,
+) -> Row:
+    """The original model fine-tuned with the same recipe: what fine-tuning alone gives."""
+    tuned, epochs = _finetune(copy.deepcopy(model), cfg, data, out / CONTROL, options)
+    iou, dice = scorer(tuned)
+    row = Row(
+        CONTROL,
+        "-",
+        original.parameters,
+        original.macs,
+        original.latency_ms,
+        original.iou_before_ft,
+        original.dice_before_ft,
+        iou,
+        dice,
+        finetune_epochs=epochs,
+    )
+    return row.relative_to(original)
 
 
 def _finetune(

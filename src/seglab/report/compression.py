@@ -13,10 +13,17 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 from seglab.report.plots import figure_to_data_uri  # noqa: E402
-from seglab.runs import atomic_write_bytes, atomic_write_text  # noqa: E402
+from seglab.runs import (  # noqa: E402
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_text,
+    read_json,
+)
 
 PLOT_FILE = "tradeoff.png"
 REPORT_FILE = "report.html"
+TABLE_FILE = "table.json"  # the printed table and how it was measured, for the run report
+COMPRESSION_DIR = "compression"
 
 
 def tradeoff_figure(rows: list[dict[str, Any]]) -> plt.Figure:
@@ -61,6 +68,7 @@ def write_compression_report(
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110)
     atomic_write_bytes(folder / PLOT_FILE, buffer.getvalue())
+    atomic_write_json(folder / TABLE_FILE, {"table": table, "notes": notes})
     uri = figure_to_data_uri(fig)
     plt.close(fig)
     head = "".join(f"<th>{html.escape(c)}</th>" for c in table[0])
@@ -79,3 +87,20 @@ def write_compression_report(
         f"<img src='{uri}' alt='trade-off plot'></body></html>"
     )
     return atomic_write_text(folder / REPORT_FILE, page)
+
+
+def compression_section(run_dir: Path) -> dict[str, Any] | None:
+    """The run report's compression section: table, notes and plot, if the run was compressed."""
+    folder = Path(run_dir) / COMPRESSION_DIR
+    if not (folder / TABLE_FILE).is_file():
+        return None
+    saved = read_json(folder / TABLE_FILE)
+    plot = folder / PLOT_FILE
+    from seglab.report.plots import png_data_uri
+
+    return {
+        "header": saved["table"][0],
+        "rows": saved["table"][1:],
+        "notes": list(saved.get("notes", {}).items()),
+        "plot": png_data_uri(plot.read_bytes()) if plot.is_file() else None,
+    }

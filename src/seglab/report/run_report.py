@@ -21,6 +21,7 @@ import yaml
 
 from seglab.errors import SeglabError
 from seglab.report import plots
+from seglab.report.compression import compression_section
 from seglab.runs import (
     CONFIG_FILE,
     ENVIRONMENT_FILE,
@@ -85,6 +86,7 @@ def build_run_report(run_dir: str | Path, overlays: list[Overlay] | None = None)
             training=_training_section(run_dir, summary, summary_problem),
             metrics=_metrics_section(run_dir),
             overlays=[_overlay_row(o) for o in overlays or []],
+            compression=compression_section(run_dir),
             legend=[(label, plots.hex_color(c)) for label, c in _LEGEND],
         )
     )
