@@ -24,6 +24,37 @@ def median_ms(call: Callable[[], Any], warmup: int = 3, repeats: int = 20) -> fl
     return statistics.median(times)
 
 
+def interleaved_median_ms(
+    calls: list[Callable[[], Any]], warmup: int = 3, repeats: int = 20
+) -> list[float]:
+    """Median ms of each call, timed in turns (call 1, call 2, ..., call 1, ...).
+
+    Taking turns spreads any change in the machine's load over all the calls alike,
+    so their ratios stay fair on a shared machine.
+    """
+    for call in calls:
+        for _ in range(warmup):
+            call()
+    times: list[list[float]] = [[] for _ in calls]
+    for _ in range(max(1, repeats)):
+        for i, call in enumerate(calls):
+            start = time.perf_counter()
+            call()
+            times[i].append((time.perf_counter() - start) * 1e3)
+    return [statistics.median(t) for t in times]
+
+
+def forward_call(model: nn.Module, x: torch.Tensor) -> Callable[[], None]:
+    """A no-grad forward of ``x`` through ``model`` in eval mode, to time."""
+    model = model.eval()
+
+    def call() -> None:
+        with torch.inference_mode():
+            model(x)
+
+    return call
+
+
 def torch_latency_ms(
     model: nn.Module, x: torch.Tensor, warmup: int = 3, repeats: int = 20
 ) -> float:

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 COLUMNS = [
@@ -41,6 +42,7 @@ class Row:
     model_folder: str = ""
     reduction_pct: float = field(default=0.0)
     recovery_pct: float = field(default=100.0)
+    timer: Callable[[], Any] | None = field(default=None, repr=False)  # what latency_ms times
 
     @property
     def iou(self) -> float:
@@ -54,8 +56,7 @@ class Row:
         return self
 
     def to_csv(self) -> dict[str, Any]:
-        row = asdict(self)
-        return {k: _rounded(row[k]) for k in COLUMNS}
+        return {k: _rounded(getattr(self, k)) for k in COLUMNS}
 
 
 def _rounded(value: Any) -> Any:

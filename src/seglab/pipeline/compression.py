@@ -30,7 +30,7 @@ from seglab.compress.factorize import (
     factorize,
     plan_factorization,
 )
-from seglab.compress.latency import count_macs, fixed_threads, torch_latency_ms
+from seglab.compress.latency import count_macs, fixed_threads, forward_call, interleaved_median_ms
 from seglab.compress.quantize import onnx_dynamic_int8, onnx_static_int8, torch_dynamic_int8
 from seglab.compress.ranks import RankRule
 from seglab.compress.table import Row, best_compressed, text_table
@@ -98,6 +98,7 @@ def compress_run(
         iou, dice = scorer(model)
         pictures = overlays(scorer.samples, scorer.last, cfg.eval.n_overlays)
         rows = [Row("original", "-", *original, iou, dice, model_folder=str(run_dir.model_dir))]
+        rows[0].timer = forward_call(model, x)
         rows[0].relative_to(rows[0])
         if options.control and options.finetune_epochs > 0:
             rows.append(_control_row(model, rows[0], cfg, data, scorer, out, options))
@@ -107,7 +108,10 @@ def compress_run(
             rows[-1].relative_to(rows[0])
             _log_row(rows[-1])
         rows += _deployment_rows(model, rows, cfg, meta, data, scorer, x, options, out)
+        _time_rows(rows, options)
         for row in rows[1:]:
+            if row.method == CONTROL:
+                row.latency_ms = rows[0].latency_ms  # the same network as the original
             row.relative_to(rows[0])
     atomic_write_csv(out / SUMMARY_FILE, [r.to_csv() for r in rows], list(rows[0].to_csv()))
     write_compression_report(
@@ -143,11 +147,20 @@ class _Scorer:
 
 
 def _measure(model: nn.Module, x: torch.Tensor, options: CompressOptions) -> tuple[int, int, float]:
-    return (
-        count_parameters(model),
-        count_macs(model, x),
-        torch_latency_ms(model, x, repeats=options.latency_repeats),
-    )
+    """Parameters and MACs; the latency is timed at the end, all rows in turns."""
+    return count_parameters(model), count_macs(model, x), float("nan")
+
+
+def _time_rows(rows: list[Row], options: CompressOptions) -> None:
+    """Latency of every row with a timer, measured in turns (same process, same threads)."""
+    timed = [r for r in rows if r.timer is not None]
+    log.info("timing %d model(s), %d repeats each, in turns", len(timed), options.latency_repeats)
+    for row, ms in zip(
+        timed,
+        interleaved_median_ms([r.timer for r in timed], 3, options.latency_repeats),
+        strict=True,
+    ):
+        row.latency_ms = ms
 
 
 def _compress_one(
@@ -182,6 +195,7 @@ def _compress_one(
     spec = factorization_spec(plans)
     model_meta = {**meta, "factorized": spec, "compression": {"setting": rule.label}}
     save_model_folder(folder / "model", compressed, model_meta)
+    compressed = compressed.eval()
     return Row(
         "low-rank",
         rule.label,
@@ -194,6 +208,7 @@ def _compress_one(
         layers_skipped=len(skipped),
         finetune_epochs=epochs_run,
         model_folder=str(folder / "model"),
+        timer=forward_call(compressed, x),
     )
 
 
@@ -267,8 +282,9 @@ def _deployment_rows(
         quantized, linears = torch_dynamic_int8(net)
         if linears:
             iou, dice = scorer(quantized)
-            ms = torch_latency_ms(quantized, x, repeats=options.latency_repeats)
-            result.append(Row("torch-int8-dynamic", name, source.parameters, None, ms, iou, dice))
+            row = Row("torch-int8-dynamic", name, source.parameters, None, float("nan"), iou, dice)
+            row.timer = forward_call(quantized, x)
+            result.append(row)
         if options.onnx:
             result += _onnx_rows(net, name, source, data, scorer, x, options, out / "onnx")
     return result
@@ -308,10 +324,9 @@ def _onnx_rows(
             log.info("%s of %s does not run: %s", method, name, exc)
             continue
         iou, dice = scorer(runner)
-        ms = torch_latency_ms(runner, x, repeats=options.latency_repeats)
-        rows.append(
-            Row(method, name, source.parameters, source.macs, ms, iou, dice, model_folder=str(path))
-        )
+        row = Row(method, name, source.parameters, source.macs, float("nan"), iou, dice)
+        row.model_folder, row.timer = str(path), forward_call(runner, x)
+        rows.append(row)
     return rows
 
 
@@ -329,7 +344,8 @@ def _calibration_batches(data: PreparedData, size: int, norm: dict) -> list[np.n
 def _describe(options: CompressOptions, threads: int, x: torch.Tensor) -> dict[str, Any]:
     return {
         "latency": f"CPU, {threads} torch thread(s), batch 1 x {x.shape[1]} x {x.shape[2]} x "
-        f"{x.shape[3]}, median of {options.latency_repeats} after 3 warm-up runs, same process",
+        f"{x.shape[3]}, median of {options.latency_repeats} after 3 warm-up runs; "
+        "all models timed in turns in one process",
         "finetune": f"up to {options.finetune_epochs} epoch(s), lr {options.finetune_lr:g}, "
         f"early-stopping patience {options.patience} on val_iou",
     }
@@ -338,12 +354,11 @@ def _describe(options: CompressOptions, threads: int, x: torch.Tensor) -> dict[s
 def _log_row(row: Row) -> None:
     after = "-" if row.iou_after_ft is None else f"{row.iou_after_ft:.4f}"
     log.info(
-        "%s: %s parameters (-%.1f%%), IoU %.4f before / %s after fine-tuning (%.1f%%), %.1f ms",
+        "%s: %s parameters (-%.1f%%), IoU %.4f before / %s after fine-tuning (%.1f%%)",
         row.setting,
         f"{row.parameters:,}",
         row.reduction_pct,
         row.iou_before_ft,
         after,
         row.recovery_pct,
-        row.latency_ms,
     )
