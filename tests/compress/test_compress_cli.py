@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 
 import numpy as np
@@ -80,6 +81,16 @@ def test_compressed_and_exported_models_predict(compressed, run_dir, tmp_path):
             want = np.asarray(Image.open(tmp_path / "p" / f"{stem}.png"))
             got = np.asarray(Image.open(tmp_path / f"p{fmt}" / f"{stem}.png"))
             assert (want != got).mean() < 0.001  # the same masks, up to float rounding
+
+
+def test_a_setting_folder_evaluates_like_a_run(compressed):
+    assert main(["evaluate", str(compressed / "rank2")]) == 0
+    low = next(
+        r for r in csv.DictReader((compressed / "summary.csv").open()) if r["setting"] == "rank2"
+    )
+    metrics = json.loads((compressed / "rank2" / "metrics.json").read_text())
+    assert metrics["split"] == "test"  # the run's own test split (split.json beside it)
+    assert metrics["n_images"] > 0 and low["iou_after_ft"] != ""
 
 
 def test_export_of_a_run_goes_into_the_run(run_dir):

@@ -46,7 +46,14 @@ from seglab.pipeline.common import log
 from seglab.pipeline.evaluation import overlays
 from seglab.report.compression import write_compression_report
 from seglab.report.run_report import build_run_report
-from seglab.runs import CONFIG_FILE, SPLIT_FILE, Run, atomic_write_csv
+from seglab.runs import (
+    CONFIG_FILE,
+    SPLIT_FILE,
+    Run,
+    atomic_write_csv,
+    atomic_write_json,
+    atomic_write_text,
+)
 
 COMPRESSION_DIR = "compression"
 CONTROL = "original-finetuned"
@@ -178,6 +185,8 @@ def _compress_one(
     plans = plan_factorization(model, rule)
     atomic_write_csv(folder / "layers.csv", [p.to_json() for p in plans], list(plans[0].to_json()))
     compressed = factorize(model, plans)
+    atomic_write_json(folder / SPLIT_FILE, data.split)  # the run's split: evaluate works here too
+    atomic_write_text(folder / CONFIG_FILE, cfg.to_yaml())  # replaced by the fine-tuning config
     done = [p for p in plans if p.skipped is None]
     skipped = [p for p in plans if p.skipped is not None]
     if skipped:
