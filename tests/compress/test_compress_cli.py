@@ -106,9 +106,10 @@ def test_export_of_a_run_goes_into_the_run(run_dir):
         (["compress", "RUN", "--ranks", "4,x"], "'x'"),
         (["compress", "RUN", "--energies", "0.9,1.5"], "1.5"),
         (["export", "RUN", "--format", "tflite"], "tflite"),
+        (["compress", "RUN", "--ranks", "4"], "compressed before"),  # never over its results
     ],
 )
-def test_bad_input_exits_2_with_one_line(run_dir, capsys, args, culprit):
+def test_bad_input_exits_2_with_one_line(run_dir, compressed, capsys, args, culprit):
     args = [str(run_dir) if a == "RUN" else a for a in args]
     assert main(args) == 2
     assert culprit in one_line_error(capsys)

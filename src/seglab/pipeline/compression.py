@@ -92,9 +92,14 @@ def compress_run(
         raise SeglabError(
             f"{run_dir.path} holds an already compressed model", hint="compress the original run"
         )
+    out = run_dir.path / COMPRESSION_DIR
+    if out.exists():
+        raise SeglabError(
+            f"{out} exists: this run was compressed before",
+            hint="move or delete that folder to compress again (its models stay usable elsewhere)",
+        )
     split = run_dir.read_json(SPLIT_FILE) if run_dir.has(SPLIT_FILE) else None
     data = prepare_data(cfg, split)
-    out = run_dir.path / COMPRESSION_DIR
     scorer = _Scorer(cfg, meta, data)
     x = torch.randn(1, cfg.model.in_channels, options.size, options.size)
     with fixed_threads(options.threads) as threads:
