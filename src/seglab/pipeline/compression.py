@@ -369,7 +369,7 @@ def _log_row(row: Row) -> None:
     after = "-" if row.iou_after_ft is None else f"{row.iou_after_ft:.4f}"
     log.info(
         "%s: %s parameters (-%.1f%%), IoU %.4f before / %s after fine-tuning (%.1f%%)",
-        row.setting,
+        row.method if row.setting == "-" else row.setting,
         f"{row.parameters:,}",
         row.reduction_pct,
         row.iou_before_ft,
