@@ -42,7 +42,7 @@ def tradeoff_figure(rows: list[dict[str, Any]]) -> plt.Figure:
                 marker="*" if original else "o",
                 s=160 if original else 40,
                 color="black" if original else None,
-                zorder=3,
+                zorder=4 if original else 3,
             )
             name = "original" if original else f"{row['method']} {row['setting']}"
             ax.annotate(
