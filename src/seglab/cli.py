@@ -296,7 +296,10 @@ def compress(
     threads: Annotated[
         int | None, typer.Option("--threads", min=1, help="CPU threads for latency.")
     ] = None,
-    onnx: Annotated[bool, typer.Option("--onnx/--no-onnx", help="ONNX fp32 and int8 rows.")] = True,
+    onnx: Annotated[
+        bool,
+        typer.Option("--onnx/--no-onnx", help="ONNX fp32 and int8 rows (when onnx is installed)."),
+    ] = True,
     control: Annotated[
         bool,
         typer.Option(

@@ -13,6 +13,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from seglab.errors import SeglabError
 from seglab.models.blocks import pad_to_multiple
 
 ONNX_FILE = "model.onnx"
@@ -20,11 +21,27 @@ TORCHSCRIPT_FILE = "model.pt"
 FORMAT_FILES = {"onnx": ONNX_FILE, "torchscript": TORCHSCRIPT_FILE}
 
 
+def onnx_available() -> bool:
+    """Whether the ``onnx`` extra (onnx, onnxruntime) is installed."""
+    import importlib.util
+
+    return all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxruntime"))
+
+
+def require_onnx(what: str) -> None:
+    if not onnx_available():
+        raise SeglabError(
+            f"{what} needs onnx and onnxruntime, which are not installed",
+            hint="pip install 'seglab[onnx]'",
+        )
+
+
 class OnnxModel(nn.Module):
     """An onnxruntime session (CPU) that maps an image batch to logits."""
 
     def __init__(self, path: str | Path, threads: int | None = None) -> None:
         super().__init__()
+        require_onnx(f"running {path}")
         import onnxruntime as ort
 
         options = ort.SessionOptions()

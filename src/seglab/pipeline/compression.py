@@ -40,7 +40,7 @@ from seglab.errors import SeglabError
 from seglab.inference.evaluate import evaluate_samples
 from seglab.inference.predict import Predictor
 from seglab.inference.settings import InferenceSettings
-from seglab.models.exported import OnnxModel, PaddedExport, input_multiple
+from seglab.models.exported import OnnxModel, PaddedExport, input_multiple, onnx_available
 from seglab.models.io import load_model_folder, save_model_folder
 from seglab.pipeline.common import log
 from seglab.pipeline.evaluation import overlays
@@ -299,7 +299,11 @@ def _deployment_rows(
             row = Row("torch-int8-dynamic", name, source.parameters, None, float("nan"), iou, dice)
             row.timer = forward_call(quantized, x)
             result.append(row)
-        if options.onnx:
+        if options.onnx and not onnx_available():
+            log.info(
+                "no ONNX rows: onnx/onnxruntime are not installed (pip install 'seglab[onnx]')"
+            )
+        elif options.onnx:
             result += _onnx_rows(net, name, source, data, scorer, x, options, out / "onnx")
     return result
 

@@ -15,7 +15,7 @@ import torch
 
 from seglab.compress.export import check_export, export_onnx, export_torchscript
 from seglab.errors import SeglabError
-from seglab.models.exported import FORMAT_FILES, input_multiple, load_exported
+from seglab.models.exported import FORMAT_FILES, input_multiple, load_exported, require_onnx
 from seglab.models.io import META_FILE, load_model_folder
 from seglab.pipeline.common import log, model_folder_of
 from seglab.runs import MODEL_DIR, atomic_write_json
@@ -31,6 +31,8 @@ def export_model(
 ) -> Path:
     if fmt not in FORMAT_FILES:
         raise SeglabError(f"--format {fmt!r} is not known", hint="use onnx or torchscript")
+    if fmt == "onnx":
+        require_onnx("--format onnx")
     folder = model_folder_of(model_path)
     model, meta = load_model_folder(folder, "cpu")
     if meta.get("format"):
