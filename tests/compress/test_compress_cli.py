@@ -113,3 +113,11 @@ def test_bad_input_exits_2_with_one_line(run_dir, compressed, capsys, args, culp
     args = [str(run_dir) if a == "RUN" else a for a in args]
     assert main(args) == 2
     assert culprit in one_line_error(capsys)
+
+
+def test_onnx_export_without_the_extra_names_it(run_dir, capsys, monkeypatch):
+    import seglab.models.exported as exported
+
+    monkeypatch.setattr(exported, "onnx_available", lambda: False)
+    assert main(["export", str(run_dir), "--out", str(run_dir / "x")]) == 2
+    assert "seglab[onnx]" in one_line_error(capsys)

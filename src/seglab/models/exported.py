@@ -77,6 +77,9 @@ class PaddedExport(nn.Module):
         padded = pad_to_multiple(x, self.multiple) if self.multiple > 1 else x
         return self.inner(padded)[..., :height, :width]
 
+    def __deepcopy__(self, memo: dict) -> PaddedExport:
+        return self  # an exported graph is only run, never changed: no copy needed
+
 
 def input_multiple(model: nn.Module) -> int:
     """The multiple a model pads its inputs to (``multiple`` of the model or its encoder)."""
