@@ -307,6 +307,80 @@ def compare(
     console.print(f"comparison: {result.html} and {result.csv}")
 
 
+@app.command()
+def compress(
+    run_dir: Annotated[Path, typer.Argument(help="A trained run folder.")],
+    ranks: Annotated[
+        str | None, typer.Option("--ranks", help="Fixed ranks, e.g. 16,32,64 (capped per layer).")
+    ] = None,
+    energies: Annotated[
+        str | None,
+        typer.Option("--energies", help="Energy thresholds in (0, 1], e.g. 0.95,0.9,0.85."),
+    ] = None,
+    ratios: Annotated[
+        str | None,
+        typer.Option("--ratios", help="Target fraction of each layer's weights, e.g. 0.5,0.3."),
+    ] = None,
+    finetune_epochs: Annotated[
+        int, typer.Option("--finetune-epochs", min=0, help="Fine-tuning epochs (0: none).")
+    ] = 5,
+    finetune_lr: Annotated[
+        float, typer.Option("--finetune-lr", min=0.0, help="Fine-tuning learning rate.")
+    ] = 1e-5,
+    patience: Annotated[
+        int, typer.Option("--patience", min=1, help="Early-stopping patience (epochs).")
+    ] = 3,
+    repeats: Annotated[
+        int, typer.Option("--latency-repeats", min=1, help="Timed forwards per row (median).")
+    ] = 20,
+    threads: Annotated[
+        int | None, typer.Option("--threads", min=1, help="CPU threads for latency.")
+    ] = None,
+    onnx: Annotated[
+        bool,
+        typer.Option("--onnx/--no-onnx", help="ONNX fp32 and int8 rows (when onnx is installed)."),
+    ] = True,
+    control: Annotated[
+        bool,
+        typer.Option(
+            "--control/--no-control",
+            help="Also fine-tune the original the same way (what fine-tuning alone gives).",
+        ),
+    ] = True,
+) -> None:
+    """Low-rank factorisation + fine-tuning at each setting; writes <run>/compression/."""
+    from seglab.compress.ranks import parse_rules
+    from seglab.compress.table import text_table
+    from seglab.pipeline.compression import CompressOptions, compress_run
+
+    rules = parse_rules(ranks, energies, ratios)  # bad values fail before any work
+    options = CompressOptions(
+        finetune_epochs, finetune_lr, patience, repeats, threads, onnx=onnx, control=control
+    )
+    result = compress_run(run_dir, rules, options)
+    lines = text_table(result.rows)
+    table = Table(*lines[0], title=f"CPU latency: 1 image, {result.threads} thread(s)")
+    for line in lines[1:]:
+        table.add_row(*line)
+    Console(width=max(console.width, 150)).print(table)  # the whole table, also in a log file
+    console.print(f"compression folder: {result.folder}")
+
+
+@app.command()
+def export(
+    model: Annotated[Path, typer.Argument(help="A run folder or a (compressed) model folder.")],
+    format_: Annotated[str, typer.Option("--format", help="onnx | torchscript.")] = "onnx",
+    out: Annotated[
+        Path | None, typer.Option("--out", help="Folder for it (default: <run>/export/FORMAT).")
+    ] = None,
+) -> None:
+    """Export a model with dynamic height and width, checked against PyTorch."""
+    from seglab.pipeline.exporting import export_model
+
+    target = export_model(model, format_, out)
+    console.print(f"exported model folder: {target}")
+
+
 def _cuda_available() -> bool:
     import torch
 

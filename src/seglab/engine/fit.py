@@ -55,13 +55,20 @@ class FitResult:
     best_score: float | None = None  # by train.checkpoint.monitor
 
 
-def fit(cfg: Config, run: Run, data: PreparedData, resume: bool = False) -> FitResult:
+def fit(
+    cfg: Config,
+    run: Run,
+    data: PreparedData,
+    resume: bool = False,
+    model: nn.Module | None = None,
+) -> FitResult:
     """Train ``cfg.model`` on ``data``; checkpoints and history go into ``run``.
 
     ``resume=True`` continues from the newest checkpoint in the run folder.
+    ``model`` trains that model (e.g. a compressed one, to fine-tune) instead of a new one.
     """
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    model = create_model(cfg.model)
+    model = create_model(cfg.model) if model is None else model
     if cfg.train.grad_checkpointing:
         _enable_grad_checkpointing(model)
     module = SegModule(model, cfg)

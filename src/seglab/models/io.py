@@ -17,6 +17,8 @@ from torch import nn
 
 from seglab.config import ModelConfig
 from seglab.errors import SeglabError
+from seglab.models.exported import FORMAT_FILES, load_exported
+from seglab.models.lowrank import apply_factorization
 from seglab.models.registry import create_model
 from seglab.runs import atomic_write_bytes, atomic_write_json, read_json
 
@@ -40,6 +42,11 @@ def load_model_folder(
 ) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the model from a model folder; returns ``(model in eval mode, meta)``."""
     folder = Path(folder)
+    meta = read_json(folder / META_FILE) if (folder / META_FILE).is_file() else {}
+    fmt = meta.get("format")
+    if fmt in FORMAT_FILES and (folder / FORMAT_FILES[fmt]).is_file():  # seglab export
+        multiple = int(meta.get("input_multiple", 1))
+        return load_exported(folder, fmt, device, multiple).eval(), meta
     if not (folder / META_FILE).is_file() or not (folder / WEIGHTS_FILE).is_file():
         raise SeglabError(
             f"{folder} is not a model folder (needs {META_FILE} and {WEIGHTS_FILE})",
@@ -47,5 +54,7 @@ def load_model_folder(
         )
     meta = read_json(folder / META_FILE)
     model = create_model(ModelConfig.model_validate(meta["model"]))
+    if meta.get("factorized"):  # a compressed model: its low-rank layers, then its weights
+        apply_factorization(model, meta["factorized"])
     model.load_state_dict(load_file(folder / WEIGHTS_FILE, device=str(device)))
     return model.to(device).eval(), meta

@@ -15,6 +15,7 @@ from seglab.report.run_facts import number, read_optional
 DATA_CHECK_FILE = "data_check.json"
 COMPRESSION_DIR = "compression"
 COMPRESSION_SUMMARY = "summary.csv"
+COMPRESSION_NOTES = "table.json"  # written by seglab compress: {"table": ..., "notes": {...}}
 MAX_COMPRESSION_PLOTS = 12
 MAX_PLOT_BYTES = 5_000_000
 
@@ -114,9 +115,17 @@ def compression_section(run_dir: Path) -> dict[str, Any] | None:
         data = png.read_bytes()
         if len(data) <= MAX_PLOT_BYTES and data.startswith(b"\x89PNG"):
             images.append({"name": png.name, "uri": plots.png_data_uri(data)})
+    notes = read_optional(folder / COMPRESSION_NOTES)  # how the table was measured
+    notes = list(notes.get("notes", {}).items()) if isinstance(notes, dict) else []
     if not table and not images:
-        return {"columns": [], "rows": [], "images": [], "problem": "no summary.csv or plots"}
-    return {"columns": columns, "rows": table, "images": images, "problem": None}
+        return {
+            "columns": [],
+            "rows": [],
+            "images": [],
+            "notes": notes,
+            "problem": "no summary.csv or plots",
+        }
+    return {"columns": columns, "rows": table, "images": images, "notes": notes, "problem": None}
 
 
 def _cell(value: Any) -> str:

@@ -1,0 +1,1 @@
+"""Compression: low-rank factorisation, rank selection, quantisation, export, latency, table."""
