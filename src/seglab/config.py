@@ -230,6 +230,7 @@ class ScheduleConfig(Section):
     mode: Literal["min", "max"] = "min"  # plateau
     factor: float = Field(0.5, gt=0.0, lt=1.0)  # plateau
     patience: int = Field(3, ge=0, le=100_000)  # plateau
+    fit_budget: bool = True  # decay within the epochs a train.time_budget leaves room for
 
 
 class EarlyStopConfig(Section):

@@ -112,3 +112,27 @@ def test_a_time_budget_stops_cleanly_with_a_checkpoint(tmp_path, tiny_overrides)
     assert result.epochs_run < 10000  # stopped long before the epochs ran out
     state = torch.load(run.checkpoints / "last.ckpt", weights_only=True)
     assert state["epoch"] >= 0 and state["state_dict"]
+
+
+@pytest.mark.parametrize("fit_budget", [True, False])
+def test_a_time_budget_brings_the_cosine_schedule_down_within_it(
+    tmp_path, tiny_overrides, fit_budget
+):
+    # a cosine over 10000 epochs has barely moved when a 4 s budget ends; fitted to the
+    # budget, the rate of the last epoch is close to min_lr
+    cfg = tiny(
+        tiny_overrides,
+        "train.epochs=10000",
+        "train.time_budget=4s",
+        "optim.lr=0.01",
+        "schedule.min_lr=0.0001",
+        f"schedule.fit_budget={str(fit_budget).lower()}",
+    )
+    run = Run.create(tmp_path, "budget")
+    result = fit(cfg, run, prepare_data(cfg))
+    lrs = [float(row["lr"]) for row in read_csv(run.path / "history.csv")]
+    assert not result.completed and len(lrs) >= 4
+    if fit_budget:
+        assert lrs[-1] < 0.25 * lrs[0]
+    else:
+        assert lrs[-1] > 0.99 * lrs[0]

@@ -12,6 +12,7 @@ from seglab.config import Config, load_config
 from seglab.data.prepare import prepare_data
 from seglab.engine.fit import fit
 from seglab.engine.optim import (
+    EpochFactor,
     WarmupPlateau,
     build_optimizer,
     build_scheduler,
@@ -112,3 +113,58 @@ def test_a_bad_time_budget_is_a_config_error():
     with pytest.raises(SeglabError, match="train.time_budget"):
         cfg_with("train.time_budget=soon")
     assert cfg_with("train.time_budget=2h30m").train.time_budget == "2h30m"
+
+
+def test_a_schedule_fitted_to_fewer_epochs_decays_within_them(tmp_path):
+    cfg = cfg_with("train.epochs=100", "schedule.warmup_epochs=2", "schedule.min_lr=0.0")
+    factor = lr_factor(cfg)
+    assert factor(99) > 0 and factor(10) > 0.9  # over 100 epochs
+    assert factor.fit_to(10) and not factor.fit_to(10)
+    assert factor(1) == pytest.approx(2 / 3)  # the warmup is untouched
+    assert factor(2) == 1.0 and factor(10) == 0.0 and factor(6) == pytest.approx(0.5)
+    assert factor.fit_to(1000) and factor.epochs == 100  # never past train.epochs
+    assert factor.fit_to(0) and factor.epochs == 3  # never inside the warmup
+    assert not EpochFactor(cfg_with("schedule.name=constant")).decays
+
+    # the horizon travels in the scheduler's state, through a weights-only checkpoint
+    model = nn.Linear(2, 1)
+    sched = build_scheduler(build_optimizer(model, cfg), cfg)["scheduler"]
+    sched.lr_lambdas[0].fit_to(20)
+    torch.save(sched.state_dict(), tmp_path / "s.pt")
+    fresh = build_scheduler(build_optimizer(model, cfg), cfg)["scheduler"]
+    fresh.load_state_dict(torch.load(tmp_path / "s.pt", weights_only=True))
+    assert fresh.lr_lambdas[0].epochs == 20 and fresh.lr_lambdas[0](20) == 0.0
+
+
+def test_the_budget_estimate_follows_the_epoch_times(monkeypatch):
+    from types import SimpleNamespace
+
+    from seglab.engine import stopping
+
+    cfg = cfg_with("train.epochs=1000")
+    sched = build_scheduler(build_optimizer(nn.Linear(2, 1), cfg), cfg)["scheduler"]
+    trainer = SimpleNamespace(
+        current_epoch=0,
+        max_epochs=1000,
+        should_stop=False,
+        lr_scheduler_configs=[SimpleNamespace(scheduler=sched)],
+    )
+    clock = [0.0]
+    monkeypatch.setattr(stopping.time, "monotonic", lambda: clock[0])
+    stops = stopping.StopConditions(None, budget_s=100.0, fit_schedule=True)  # reserve 5 s
+    stops.setup(trainer, None, "fit")
+    stops.teardown(trainer, None, "fit")  # the signal handlers are not needed here
+    times = [10.0, 10.0, 20.0, 20.0]
+    for epoch, seconds in enumerate(times):
+        trainer.current_epoch = epoch
+        stops.on_train_epoch_start(trainer, None)
+        clock[0] += seconds
+        stops.on_train_epoch_end(trainer, None)
+        left = 95.0 - clock[0]
+        slowest, typical = max(times[: epoch + 1]), sorted(times[: epoch + 1])[epoch // 2]
+        if epoch == 3:
+            typical = 15.0  # the median of 10, 10, 20, 20
+        expected = epoch + 1 + int((left - 1.1 * slowest) // typical) + 1
+        assert sched.lr_lambdas[0].epochs == expected and not trainer.should_stop
+    # 60 s done, 35 s left: a margin of 22 s and epochs of 15 s leave room for one more
+    assert sched.lr_lambdas[0].epochs == 5

@@ -111,6 +111,7 @@ def fit(
         parse_duration(cfg.train.time_budget) if cfg.train.time_budget else None,
         cfg.train.time_budget,
         leave_sigusr1=on_slurm,
+        fit_schedule=cfg.schedule.fit_budget,
     )
     callbacks: list[L.Callback] = [
         DataProgress(sampler, cfg.train.batch_size, skip_done=_single_process(cfg)),

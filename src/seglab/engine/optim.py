@@ -2,6 +2,11 @@
 
 Every schedule is stepped once per epoch. ``schedule.warmup_epochs`` ramps the
 rate linearly up to ``optim.lr`` first, whatever the schedule (plateau too).
+
+The decaying schedules (cosine, warmup_cosine, poly) run over ``train.epochs``. Under a
+``train.time_budget`` that cuts the run short, that would stop training with the rate
+still near its peak; with ``schedule.fit_budget`` the engine shortens the horizon to the
+epochs that fit the budget (:meth:`EpochFactor.fit_to`), re-estimated after every epoch.
 """
 
 from __future__ import annotations
@@ -46,46 +51,71 @@ def build_optimizer(model: nn.Module, cfg: Config) -> torch.optim.Optimizer:
 # --------------------------------------------------------------------------- schedules
 
 FactorFn = Callable[[int], float]
-_FACTORS: dict[str, Callable[[Config], Callable[[float], float]]] = {}
+DecayFn = Callable[[float, float, float], float]  # (progress, floor, power) -> factor
+_DECAYS: dict[str, DecayFn] = {}
 
 
-def register_factor(*names: str):  # noqa: ANN201 - a decorator
-    def decorator(fn: Callable[[Config], Callable[[float], float]]):  # noqa: ANN202
+def register_decay(*names: str):  # noqa: ANN201 - a decorator
+    def decorator(fn: DecayFn) -> DecayFn:
         for name in names:
-            _FACTORS[name] = fn
+            _DECAYS[name] = fn
         return fn
 
     return decorator
 
 
-@register_factor("cosine", "warmup_cosine")
-def _cosine(cfg: Config) -> Callable[[float], float]:
-    floor = min(cfg.schedule.min_lr / cfg.optim.lr, 1.0)
-    return lambda progress: floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
+@register_decay("cosine", "warmup_cosine")
+def _cosine(progress: float, floor: float, power: float) -> float:
+    return floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-@register_factor("poly")
-def _poly(cfg: Config) -> Callable[[float], float]:
-    floor = min(cfg.schedule.min_lr / cfg.optim.lr, 1.0)
-    return lambda progress: floor + (1 - floor) * (1 - progress) ** cfg.schedule.power
+@register_decay("poly")
+def _poly(progress: float, floor: float, power: float) -> float:
+    return floor + (1 - floor) * (1 - progress) ** power
 
 
-@register_factor("constant", "plateau")
-def _constant(cfg: Config) -> Callable[[float], float]:
-    return lambda progress: 1.0
+@register_decay("constant", "plateau")
+def _constant(progress: float, floor: float, power: float) -> float:
+    return 1.0
 
 
-def lr_factor(cfg: Config) -> FactorFn:
+class EpochFactor:
+    """Multiplier of ``optim.lr`` at each epoch: linear warmup, then the schedule's decay.
+
+    Its attributes are plain numbers and a name, so LambdaLR's state_dict carries them into
+    checkpoints (a horizon shortened to fit a time budget survives a resume).
+    """
+
+    def __init__(self, cfg: Config) -> None:
+        self.name = cfg.schedule.name
+        self.warmup = cfg.schedule.warmup_epochs
+        self.epochs = cfg.train.epochs  # the horizon: the decay ends here
+        self.max_epochs = cfg.train.epochs
+        self.floor = min(cfg.schedule.min_lr / cfg.optim.lr, 1.0)
+        self.power = cfg.schedule.power
+
+    def __call__(self, epoch: int) -> float:
+        if epoch < self.warmup:
+            return (epoch + 1) / (self.warmup + 1)
+        progress = min((epoch - self.warmup) / max(1, self.epochs - self.warmup), 1.0)
+        return _DECAYS[self.name](progress, self.floor, self.power)
+
+    @property
+    def decays(self) -> bool:
+        return _DECAYS[self.name] is not _constant
+
+    def fit_to(self, epochs: int) -> bool:
+        """Let the decay end after ``epochs`` epochs (never past ``train.epochs``, never
+        inside the warmup); True when the horizon changed."""
+        horizon = min(self.max_epochs, max(epochs, self.warmup + 1))
+        changed = horizon != self.epochs
+        self.epochs = horizon
+        return changed
+
+
+def lr_factor(cfg: Config) -> EpochFactor:
     """Multiplier of ``optim.lr`` at each epoch: linear warmup, then the schedule's decay."""
-    epochs, warmup = cfg.train.epochs, cfg.schedule.warmup_epochs
-    decay = _FACTORS[cfg.schedule.name](cfg)
-
-    def factor(epoch: int) -> float:
-        if epoch < warmup:
-            return (epoch + 1) / (warmup + 1)
-        return decay(min((epoch - warmup) / max(1, epochs - warmup), 1.0))
-
-    return factor
+    return EpochFactor(cfg)
 
 
 class WarmupPlateau(ReduceLROnPlateau):

@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import logging
 import signal
+import statistics
 import threading
 import time
 from pathlib import Path
 
 import lightning as L
+
+from seglab.engine.optim import EpochFactor
 
 log = logging.getLogger("seglab")
 
@@ -38,17 +41,20 @@ class StopConditions(L.Callback):
         budget_s: float | None = None,
         budget_text: str | None = None,
         leave_sigusr1: bool = False,
+        fit_schedule: bool = False,
     ) -> None:
         self.checkpoint = checkpoint
         self.budget_s = budget_s
         self.budget_text = budget_text or (f"{budget_s:g}s" if budget_s else None)
         self.leave_sigusr1 = leave_sigusr1  # on SLURM Lightning saves and requeues on SIGUSR1
+        self.fit_schedule = fit_schedule  # shorten a decaying schedule to the budget
         self.reason: str | None = None
         self._signal: str | None = None
         self._start = time.monotonic()
         self._epoch_start = self._start
         self._slowest_batch = 0.0
         self._slowest_epoch = 0.0
+        self._epoch_times: list[float] = []
         self._last_batch_end = self._start
         self._previous: dict[int, object] = {}
 
@@ -100,12 +106,36 @@ class StopConditions(L.Callback):
 
     def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         now = time.monotonic()
-        self._slowest_epoch = max(self._slowest_epoch, now - self._epoch_start)
+        last_epoch = now - self._epoch_start
+        self._slowest_epoch = max(self._slowest_epoch, last_epoch)
         if self._signal is not None:
             self._stop_at_epoch_end(trainer, f"signal {self._signal}")
         elif self.budget_s is not None and trainer.current_epoch + 1 < (trainer.max_epochs or 0):
             if self._left(now) < 1.1 * self._slowest_epoch:
                 self._stop_at_epoch_end(trainer, f"time budget {self.budget_text} (cut short)")
+            elif self.fit_schedule:
+                self._epoch_times.append(last_epoch)
+                self._fit_schedule(trainer, now, statistics.median(self._epoch_times))
+
+    def _fit_schedule(self, trainer: L.Trainer, now: float, typical_epoch: float) -> None:
+        """Let a decaying schedule end with the epochs that the budget leaves room for.
+
+        An epoch starts while the time left is at least 1.1 x the slowest epoch so far; with
+        every further epoch as long as the median one so far, that allows ``more`` of them.
+        """
+        slack = self._left(now) - 1.1 * self._slowest_epoch
+        more = int(slack // max(typical_epoch, 1e-6)) + 1
+        planned = trainer.current_epoch + 1 + more
+        for config in trainer.lr_scheduler_configs:
+            for factor in getattr(config.scheduler, "lr_lambdas", []):
+                if isinstance(factor, EpochFactor) and factor.decays and factor.fit_to(planned):
+                    log.info(
+                        "learning-rate schedule now ends after epoch %d: the time budget %s "
+                        "leaves room for about %d more",
+                        factor.epochs,
+                        self.budget_text,
+                        more,
+                    )
 
     def _left(self, now: float) -> float:
         reserve = min(0.05 * self.budget_s, 120.0)  # checkpoint, model folder and report
