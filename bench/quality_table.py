@@ -4,7 +4,7 @@
 
 One row per (config, budget, system): the number of runs, test IoU and Dice
 (dataset-level, foreground) as mean ± sample standard deviation, the mean per
-image IoU, and the training steps; then seglab's IoU minus each peer's.
+image IoU, the training steps and the seconds of training loop; then seglab's IoU minus each peer's.
 """
 
 from __future__ import annotations
@@ -28,15 +28,19 @@ def main() -> None:
                 if line.strip():
                     r = json.loads(line)
                     groups[(r["config"], r["budget"], r["system"])].append(r)
-    print("| config | budget | system | runs | test IoU | test Dice | per-image IoU | steps |")
-    print("|---|---|---|---|---|---|---|---|")
+    print(
+        "| config | budget | system | runs | test IoU | test Dice | per-image IoU "
+        "| steps | fit s |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
     for (config, budget, system), rows in sorted(groups.items()):
         print(
             f"| {config} | {budget} | {system} | {len(rows)} "
             f"| {spread([r['test_iou'] for r in rows])} "
             f"| {spread([r['test_dice'] for r in rows])} "
             f"| {statistics.mean(r['test_image_iou'] for r in rows):.4f} "
-            f"| {statistics.mean(r['steps'] for r in rows):.0f} |"
+            f"| {statistics.mean(r['steps'] for r in rows):.0f} "
+            f"| {statistics.mean(r.get('fit_s', float('nan')) for r in rows):.0f} |"
         )
     print()
     for (config, budget, system), rows in sorted(groups.items()):
