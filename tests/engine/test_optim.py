@@ -159,7 +159,13 @@ def test_the_budget_estimate_follows_the_epoch_times(monkeypatch):
         trainer.current_epoch = epoch
         stops.on_train_epoch_start(trainer, None)
         clock[0] += seconds
+        sched.step()  # Lightning steps the epoch scheduler before on_train_epoch_end
         stops.on_train_epoch_end(trainer, None)
+        # the next epoch trains at the rate of the new horizon, not one epoch later
+        factor = sched.lr_lambdas[0]
+        assert sched.optimizer.param_groups[0]["lr"] == pytest.approx(
+            cfg.optim.lr * factor(epoch + 1)
+        )
         left = 95.0 - clock[0]
         slowest, typical = max(times[: epoch + 1]), sorted(times[: epoch + 1])[epoch // 2]
         if epoch == 3:

@@ -50,7 +50,6 @@ def build_optimizer(model: nn.Module, cfg: Config) -> torch.optim.Optimizer:
 
 # --------------------------------------------------------------------------- schedules
 
-FactorFn = Callable[[int], float]
 DecayFn = Callable[[float, float, float], float]  # (progress, floor, power) -> factor
 _DECAYS: dict[str, DecayFn] = {}
 

@@ -127,8 +127,12 @@ class StopConditions(L.Callback):
         more = int(slack // max(typical_epoch, 1e-6)) + 1
         planned = trainer.current_epoch + 1 + more
         for config in trainer.lr_scheduler_configs:
-            for factor in getattr(config.scheduler, "lr_lambdas", []):
+            scheduler = config.scheduler
+            factors = getattr(scheduler, "lr_lambdas", [])
+            changed = False
+            for factor in factors:
                 if isinstance(factor, EpochFactor) and factor.decays and factor.fit_to(planned):
+                    changed = True
                     log.info(
                         "learning-rate schedule now ends after epoch %d: the time budget %s "
                         "leaves room for about %d more",
@@ -136,6 +140,12 @@ class StopConditions(L.Callback):
                         self.budget_text,
                         more,
                     )
+            if changed:
+                # Lightning steps epoch schedulers before this hook: the rate of the next
+                # epoch is already set, so it is set again with the new horizon
+                groups = scheduler.optimizer.param_groups
+                for group, base, factor in zip(groups, scheduler.base_lrs, factors, strict=True):
+                    group["lr"] = base * factor(scheduler.last_epoch)
 
     def _left(self, now: float) -> float:
         reserve = min(0.05 * self.budget_s, 120.0)  # checkpoint, model folder and report
