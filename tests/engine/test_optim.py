@@ -174,3 +174,38 @@ def test_the_budget_estimate_follows_the_epoch_times(monkeypatch):
         assert sched.lr_lambdas[0].epochs == expected and not trainer.should_stop
     # 60 s done, 35 s left: a margin of 22 s and epochs of 15 s leave room for one more
     assert sched.lr_lambdas[0].epochs == 5
+
+
+@pytest.mark.parametrize("rank_zero", [(True, None), (False, 7)])
+def test_under_ddp_every_rank_follows_rank_zero_on_the_budget(monkeypatch, rank_zero):
+    # each rank times its own epochs; if they disagreed, one rank would stop (and the
+    # others wait for it forever) or train at another rate
+    from types import SimpleNamespace
+
+    from seglab.engine import stopping
+
+    cfg = cfg_with("train.epochs=1000")
+    sched = build_scheduler(build_optimizer(nn.Linear(2, 1), cfg), cfg)["scheduler"]
+    sent = []
+
+    def broadcast(value, src):
+        sent.append((value, src))
+        return rank_zero
+
+    trainer = SimpleNamespace(
+        current_epoch=0,
+        max_epochs=1000,
+        should_stop=False,
+        world_size=2,
+        strategy=SimpleNamespace(broadcast=broadcast),
+        lr_scheduler_configs=[SimpleNamespace(scheduler=sched)],
+    )
+    clock = [0.0]
+    monkeypatch.setattr(stopping.time, "monotonic", lambda: clock[0])
+    stops = stopping.StopConditions(None, budget_s=100.0, fit_schedule=True)
+    stops.on_train_epoch_start(trainer, None)
+    clock[0] += 10.0
+    stops.on_train_epoch_end(trainer, None)
+    assert sent == [((False, 9), 0)]  # this rank's own view: go on, 9 epochs in all
+    assert trainer.should_stop is rank_zero[0]
+    assert sched.lr_lambdas[0].epochs == (1000 if rank_zero[1] is None else 7)

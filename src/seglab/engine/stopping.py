@@ -108,24 +108,34 @@ class StopConditions(L.Callback):
         now = time.monotonic()
         last_epoch = now - self._epoch_start
         self._slowest_epoch = max(self._slowest_epoch, last_epoch)
+        planned = None
+        if self.budget_s is not None and trainer.current_epoch + 1 < (trainer.max_epochs or 0):
+            out_of_time = self._left(now) < 1.1 * self._slowest_epoch
+            if not out_of_time and self.fit_schedule:
+                self._epoch_times.append(last_epoch)
+                planned = self._planned_epochs(trainer, now, statistics.median(self._epoch_times))
+            # every rank's clock differs a little: rank 0 decides for all, so that no rank
+            # stops or trains at another rate alone
+            out_of_time, planned = _from_rank_zero(trainer, (out_of_time, planned))
+            if out_of_time and self._signal is None:
+                self._stop_at_epoch_end(trainer, f"time budget {self.budget_text} (cut short)")
         if self._signal is not None:
             self._stop_at_epoch_end(trainer, f"signal {self._signal}")
-        elif self.budget_s is not None and trainer.current_epoch + 1 < (trainer.max_epochs or 0):
-            if self._left(now) < 1.1 * self._slowest_epoch:
-                self._stop_at_epoch_end(trainer, f"time budget {self.budget_text} (cut short)")
-            elif self.fit_schedule:
-                self._epoch_times.append(last_epoch)
-                self._fit_schedule(trainer, now, statistics.median(self._epoch_times))
+        elif planned is not None:
+            self._fit_schedule(trainer, planned)
 
-    def _fit_schedule(self, trainer: L.Trainer, now: float, typical_epoch: float) -> None:
-        """Let a decaying schedule end with the epochs that the budget leaves room for.
+    def _planned_epochs(self, trainer: L.Trainer, now: float, typical_epoch: float) -> int:
+        """The epochs the run will have trained when the budget ends it.
 
         An epoch starts while the time left is at least 1.1 x the slowest epoch so far; with
         every further epoch as long as the median one so far, that allows ``more`` of them.
         """
         slack = self._left(now) - 1.1 * self._slowest_epoch
         more = int(slack // max(typical_epoch, 1e-6)) + 1
-        planned = trainer.current_epoch + 1 + more
+        return trainer.current_epoch + 1 + more
+
+    def _fit_schedule(self, trainer: L.Trainer, planned: int) -> None:
+        """Let a decaying schedule end after ``planned`` epochs (see ``_planned_epochs``)."""
         for config in trainer.lr_scheduler_configs:
             scheduler = config.scheduler
             factors = getattr(scheduler, "lr_lambdas", [])
@@ -138,7 +148,7 @@ class StopConditions(L.Callback):
                         "leaves room for about %d more",
                         factor.epochs,
                         self.budget_text,
-                        more,
+                        planned - trainer.current_epoch - 1,
                     )
             if changed:
                 # Lightning steps epoch schedulers before this hook: the rate of the next
@@ -167,3 +177,10 @@ class StopConditions(L.Callback):
             self.checkpoint,
         )
         raise GracefulStop(reason)
+
+
+def _from_rank_zero(trainer: L.Trainer, value: tuple) -> tuple:
+    """``value`` as rank 0 has it (a collective call: every rank must make it)."""
+    if getattr(trainer, "world_size", 1) <= 1:
+        return value
+    return tuple(trainer.strategy.broadcast(value, src=0))
