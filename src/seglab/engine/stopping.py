@@ -108,7 +108,7 @@ class StopConditions(L.Callback):
         now = time.monotonic()
         last_epoch = now - self._epoch_start
         self._slowest_epoch = max(self._slowest_epoch, last_epoch)
-        planned = None
+        out_of_time, planned = False, None
         if self.budget_s is not None and trainer.current_epoch + 1 < (trainer.max_epochs or 0):
             out_of_time = self._left(now) < 1.1 * self._slowest_epoch
             if not out_of_time and self.fit_schedule:
@@ -117,10 +117,10 @@ class StopConditions(L.Callback):
             # every rank's clock differs a little: rank 0 decides for all, so that no rank
             # stops or trains at another rate alone
             out_of_time, planned = _from_rank_zero(trainer, (out_of_time, planned))
-            if out_of_time and self._signal is None:
-                self._stop_at_epoch_end(trainer, f"time budget {self.budget_text} (cut short)")
         if self._signal is not None:
             self._stop_at_epoch_end(trainer, f"signal {self._signal}")
+        elif out_of_time:
+            self._stop_at_epoch_end(trainer, f"time budget {self.budget_text} (cut short)")
         elif planned is not None:
             self._fit_schedule(trainer, planned)
 
