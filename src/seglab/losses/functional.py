@@ -50,7 +50,7 @@ def cross_entropy(
     """Binary (sigmoid) or multi-class (softmax) cross-entropy, class-weighted mean."""
     keep = valid_mask(target, ignore_index)
     if logits.shape[1] == 1:
-        truth = (target == 1).float()
+        truth = (target == 1).to(logits.dtype)  # float32 targets would round float64 logits
         per_pixel = F.binary_cross_entropy_with_logits(logits[:, 0], truth, reduction="none")
         if class_weights is None:
             return _masked_mean(per_pixel, keep.float(), logits)
@@ -83,7 +83,7 @@ def focal_loss(
     """
     keep = valid_mask(target, ignore_index).float()
     if logits.shape[1] == 1:
-        truth = (target == 1).float()
+        truth = (target == 1).to(logits.dtype)
         per_pixel = sigmoid_focal_loss(
             logits[:, 0], truth, alpha=-1.0 if alpha is None else alpha, gamma=gamma
         )
