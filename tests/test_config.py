@@ -103,6 +103,17 @@ def test_out_of_range_values_name_the_key(override, key):
     assert "\n" not in message
 
 
+@pytest.mark.parametrize(
+    ("written", "meant"),
+    [("32", "32"), ("16", "16-mixed"), ("bf16", "bf16-mixed"), ("bf16-mixed", "bf16-mixed")],
+)
+def test_precision_as_lightning_spells_it(tmp_path, written, meant):
+    # `precision: 32` is a number to YAML; it used to be refused as "not '32'"
+    assert load_config(None, [f"train.precision={written}"]).train.precision == meant
+    path = write(tmp_path, f"train:\n  precision: {written}\n")
+    assert load_config(path).train.precision == meant
+
+
 def test_value_where_a_section_belongs():
     with pytest.raises(SeglabError, match="train must be a section"):
         load_config(None, ["train=5"])

@@ -273,6 +273,16 @@ class TrainConfig(Section):
     logger: Literal["csv", "tensorboard"] = "csv"
     progress: bool = True
 
+    @field_validator("precision", mode="before")
+    @classmethod
+    def _precision_alias(cls, value: Any) -> Any:
+        # YAML reads `precision: 32` as a number; Lightning's own spellings are accepted too
+        aliases = {32: "32", "32-true": "32", 16: "16-mixed", "16": "16-mixed"}
+        aliases["bf16"] = "bf16-mixed"
+        if isinstance(value, bool):
+            return value
+        return aliases.get(value, value)
+
     @field_validator("time_budget")
     @classmethod
     def _valid_budget(cls, value: str | None) -> str | None:
