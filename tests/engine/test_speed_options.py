@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -68,3 +70,33 @@ def test_compiled_training_learns_what_eager_learns_and_saves_plain_weights(
     state = load_state_dict(run.checkpoints / "last.ckpt")
     plain = create_model(load_config(None, tiny_overrides).model)
     plain.load_state_dict(state)
+
+
+def test_bf16_training_on_a_cpu_without_bf16_says_it_is_emulated(
+    tmp_path, tiny_overrides, monkeypatch
+):
+    import seglab.engine.fit as fit_module
+
+    monkeypatch.setattr(fit_module, "cpu_has_bf16", lambda: False)
+    cfg = load_config(None, [*tiny_overrides, "train.accelerator=cpu", "train.precision=bf16"])
+    run = Run.create(tmp_path, "bf16")
+    result = fit(cfg, run, prepare_data(cfg))
+    assert any("emulated" in w and "train.precision: 32" in w for w in result.warnings)
+    losses = [float(r["train_loss"]) for r in read_csv(run.file("history.csv"))]
+    assert losses and all(math.isfinite(x) for x in losses)
+
+
+def test_bf16_note_only_where_bf16_is_emulated(tiny_config, monkeypatch):
+    import lightning as L
+
+    import seglab.engine.fit as fit_module
+
+    cfg = tiny_config.model_copy(deep=True)
+    cfg.train.precision = "bf16-mixed"
+    trainer = L.Trainer(accelerator="cpu", precision="bf16-mixed", logger=False)
+    monkeypatch.setattr(fit_module, "cpu_has_bf16", lambda: True)
+    assert fit_module.slow_bf16_note(cfg, trainer) is None
+    monkeypatch.setattr(fit_module, "cpu_has_bf16", lambda: False)
+    assert "emulated" in fit_module.slow_bf16_note(cfg, trainer)
+    cfg.train.precision = "32"
+    assert fit_module.slow_bf16_note(cfg, trainer) is None

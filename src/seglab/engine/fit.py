@@ -18,6 +18,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from lightning.pytorch.accelerators import CPUAccelerator
 from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, RichProgressBar
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 from lightning.pytorch.plugins.environments import SLURMEnvironment
@@ -164,6 +165,9 @@ def fit(
         num_sanity_val_steps=0,
         log_every_n_steps=1,
     )
+    notes = [] if (note := slow_bf16_note(cfg, trainer)) is None else [note]
+    for note in notes:
+        log.warning(note)
     previous_env = os.environ.get(RUN_DIR_ENV)
     os.environ[RUN_DIR_ENV] = str(run.path.resolve())  # for DDP processes started by Lightning
     start = time.perf_counter()
@@ -201,9 +205,29 @@ def fit(
         stopped_because=stopped or ("interrupted" if trainer.interrupted else "max_epochs"),
         completed=stopped is None or stopped.startswith("early stopping"),
         diagnosis=nan_guard.diagnosis,
-        warnings=list(collapse.warnings),
+        warnings=notes + list(collapse.warnings),
         is_global_zero=trainer.is_global_zero,
         best_score=float(best.best_model_score) if best.best_model_score is not None else None,
+    )
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX), as oneDNN sees it."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
+def slow_bf16_note(cfg: Config, trainer: L.Trainer) -> str | None:
+    """A warning when bf16-mixed runs on a CPU that has to emulate bfloat16."""
+    if cfg.train.precision != "bf16-mixed" or not isinstance(trainer.accelerator, CPUAccelerator):
+        return None
+    if cpu_has_bf16():
+        return None
+    return (
+        "train.precision is bf16-mixed but this CPU has no bfloat16 instructions "
+        "(AVX512-BF16 or AMX): it is emulated, slower than float32; set train.precision: 32"
     )
 
 
