@@ -137,6 +137,15 @@ def test_full_run_renders_metrics_curves_and_is_self_contained(
     assert "Test metrics are missing" not in html
 
 
+def test_training_warnings_are_in_the_report(full_run: Path) -> None:
+    warning = "predictions constant for 3 epochs <check the loss>"
+    summary = {"stopped_because": "max_epochs", "epochs_run": 3, "warnings": [warning]}
+    atomic_write_json(full_run / "train_summary.json", summary)
+    html = build_run_report(full_run).read_text(encoding="utf-8")
+    assert "training warning" in html
+    assert "predictions constant for 3 epochs &lt;check the loss&gt;" in html
+
+
 def test_missing_metrics_and_empty_history_still_render(tmp_path: Path) -> None:
     run = tmp_path / "run"
     atomic_write_yaml(run / CONFIG_FILE, {"name": "train-only", "model": {}})

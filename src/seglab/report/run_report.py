@@ -221,6 +221,9 @@ def _training_section(
         stats.append(("best checkpoint epoch", _show(kept)))
     if summary.get("stopped_because"):
         stats.append(("stopped because", _show(summary["stopped_because"])))
+    warned = summary.get("warnings")
+    for text in warned if isinstance(warned, list) else []:  # collapse, emulated bf16, ...
+        stats.append(("training warning", _show(text)))
     stats += sections.facts_rows(run_facts(run_dir, profile))
     gap = sections.loss_gap(rows, best_epoch)
     if gap is not None:
