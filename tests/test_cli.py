@@ -132,6 +132,7 @@ def test_run_end_to_end_twice_makes_two_complete_folders(tmp_path, tiny_override
         split = json.loads((run / "split.json").read_text())
         assert not set(split["train"]) & set(split["test"])
         assert len(read_csv(run / "per_image.csv")) == len(split["test"])
+        assert json.loads((run / "train_summary.json").read_text())["precision"] == "32"
     # same seed, same data: both runs train and score identically on CPU
     m0, m1 = (json.loads((r / "metrics.json").read_text()) for r in runs)
     assert m0 == m1

@@ -252,6 +252,15 @@ class GuardConfig(Section):
     collapse_patience: int = Field(3, ge=1, le=100_000)  # constant predictions -> warning
 
 
+_PRECISION_ALIASES: dict[Any, str] = {
+    32: "32",
+    "32-true": "32",
+    16: "16-mixed",
+    "16": "16-mixed",
+    "bf16": "bf16-mixed",
+}
+
+
 class TrainConfig(Section):
     epochs: int = Field(12, ge=1, le=1_000_000)
     batch_size: int = Field(8, ge=1, le=65_536)
@@ -259,7 +268,9 @@ class TrainConfig(Section):
     devices: int = Field(1, ge=1, le=1024)
     num_nodes: int = Field(1, ge=1, le=100_000)
     strategy: Literal["auto", "ddp", "ddp_spawn", "fsdp", "deepspeed"] = "auto"
-    precision: Literal["32", "16-mixed", "bf16-mixed"] = "32"
+    # auto: bf16-mixed where the GPU or CPU computes bfloat16 natively, else 16-mixed on a
+    # CUDA GPU and 32 elsewhere (engine.fit.resolve_precision)
+    precision: Literal["32", "16-mixed", "bf16-mixed", "auto"] = "32"
     num_workers: int = Field(0, ge=0, le=256)
     grad_clip: float | None = Field(None, gt=0.0)
     accumulate_grad_batches: int = Field(1, ge=1, le=65_536)
@@ -277,11 +288,7 @@ class TrainConfig(Section):
     @classmethod
     def _precision_alias(cls, value: Any) -> Any:
         # YAML reads `precision: 32` as a number; Lightning's own spellings are accepted too
-        aliases = {32: "32", "32-true": "32", 16: "16-mixed", "16": "16-mixed"}
-        aliases["bf16"] = "bf16-mixed"
-        if isinstance(value, bool):
-            return value
-        return aliases.get(value, value)
+        return _PRECISION_ALIASES.get(value, value) if isinstance(value, (int, str)) else value
 
     @field_validator("time_budget")
     @classmethod

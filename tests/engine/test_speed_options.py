@@ -82,21 +82,48 @@ def test_bf16_training_on_a_cpu_without_bf16_says_it_is_emulated(
     run = Run.create(tmp_path, "bf16")
     result = fit(cfg, run, prepare_data(cfg))
     assert any("emulated" in w and "train.precision: 32" in w for w in result.warnings)
+    assert result.precision == "bf16-mixed"
     losses = [float(r["train_loss"]) for r in read_csv(run.file("history.csv"))]
     assert losses and all(math.isfinite(x) for x in losses)
 
 
-def test_bf16_note_only_where_bf16_is_emulated(tiny_config, monkeypatch):
+def test_bf16_note_only_where_bf16_is_emulated(monkeypatch):
     import lightning as L
 
     import seglab.engine.fit as fit_module
 
-    cfg = tiny_config.model_copy(deep=True)
-    cfg.train.precision = "bf16-mixed"
     trainer = L.Trainer(accelerator="cpu", precision="bf16-mixed", logger=False)
     monkeypatch.setattr(fit_module, "cpu_has_bf16", lambda: True)
-    assert fit_module.slow_bf16_note(cfg, trainer) is None
+    assert fit_module.slow_bf16_note("bf16-mixed", trainer) is None
     monkeypatch.setattr(fit_module, "cpu_has_bf16", lambda: False)
-    assert "emulated" in fit_module.slow_bf16_note(cfg, trainer)
-    cfg.train.precision = "32"
-    assert fit_module.slow_bf16_note(cfg, trainer) is None
+    assert "emulated" in fit_module.slow_bf16_note("bf16-mixed", trainer)
+    assert fit_module.slow_bf16_note("32", trainer) is None
+
+
+@pytest.mark.parametrize(("native", "want"), [(True, "bf16-mixed"), (False, "32")])
+def test_auto_precision_on_a_cpu_is_bf16_only_where_the_cpu_has_it(
+    tiny_config, monkeypatch, native, want
+):
+    import seglab.engine.fit as fit_module
+
+    monkeypatch.setattr(fit_module, "cpu_has_bf16", lambda: native)
+    cfg = tiny_config.model_copy(deep=True)
+    cfg.train.accelerator = "cpu"
+    cfg.train.precision = "auto"
+    assert fit_module.resolve_precision(cfg) == want
+    for explicit in ("32", "bf16-mixed"):  # an explicit choice is kept, even a slow one
+        cfg.train.precision = explicit
+        assert fit_module.resolve_precision(cfg) == explicit
+
+
+def test_auto_precision_on_a_cuda_gpu(tiny_config, monkeypatch):
+    import seglab.engine.fit as fit_module
+
+    cfg = tiny_config.model_copy(deep=True)
+    cfg.train.accelerator = "gpu"
+    cfg.train.precision = "auto"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert fit_module.resolve_precision(cfg) == "bf16-mixed"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert fit_module.resolve_precision(cfg) == "16-mixed"

@@ -217,6 +217,8 @@ def _training_section(
         ("epochs run", _show(summary.get("epochs_run", len(rows) or None))),
         ("training time", _duration(seconds)),
     ]
+    if summary.get("precision"):
+        stats.append(("precision", _show(summary["precision"])))
     if kept is not None and best_epoch is not None and _number(kept) != best_epoch:
         stats.append(("best checkpoint epoch", _show(kept)))
     if summary.get("stopped_because"):
