@@ -48,6 +48,19 @@ def test_fit_writes_history_checkpoints_and_returns_best_weights(tmp_path, tiny_
     torch.load(run.checkpoints / "last.ckpt", weights_only=True)
 
 
+def test_last_checkpoint_follows_every_epoch_not_only_improvements(tmp_path, tiny_overrides):
+    # monitor the epoch number, smaller is better: only the first epoch ever "improves"
+    overrides = ["train.epochs=3", "train.checkpoint.monitor=epoch", "train.checkpoint.mode=min"]
+    cfg = load_config(None, [*tiny_overrides, *overrides])
+    run = Run.create(tmp_path, "last")
+    fit(cfg, run, prepare_data(cfg))
+    best = torch.load(run.checkpoints / "best.ckpt", weights_only=True)
+    last = torch.load(run.checkpoints / "last.ckpt", weights_only=True)
+    assert best["epoch"] == 0
+    assert last["epoch"] == 2 and last["global_step"] == 3 * best["global_step"]
+    assert sorted(p.name for p in run.checkpoints.iterdir()) == ["best.ckpt", "last.ckpt"]
+
+
 def test_cosine_schedule_with_warmup(tiny_config):
     cfg = tiny_config.model_copy(deep=True)
     cfg.train.epochs = 10

@@ -11,6 +11,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
 
 from seglab.runs import HISTORY_FILE, Run
 
@@ -126,3 +127,22 @@ class HistoryWriter(L.Callback):
 
 def _fmt(value: float | None) -> str:
     return "-" if value is None or not math.isfinite(value) else f"{value:.4f}"
+
+
+class LastCheckpoint(ModelCheckpoint):
+    """``last.ckpt`` (full state, to resume) at the end of every training epoch.
+
+    Lightning's ``save_last`` writes ``last.ckpt`` only in an epoch that also saved a top-k
+    checkpoint, so after epochs that did not improve the monitored metric it lagged behind:
+    a resume went back to the best epoch and trained the later ones again.
+    """
+
+    def __init__(self, dirpath: str | os.PathLike) -> None:
+        super().__init__(
+            dirpath=dirpath,
+            filename="last",
+            monitor=None,
+            save_top_k=1,
+            save_on_train_epoch_end=True,
+            enable_version_counter=False,
+        )

@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader
 from seglab.config import Config, parse_duration
 from seglab.data.datasets import ImageDataset, train_dataset
 from seglab.data.prepare import PreparedData
-from seglab.engine.callbacks import HistoryWriter
+from seglab.engine.callbacks import HistoryWriter, LastCheckpoint
 from seglab.engine.checkpoint_io import SafeCheckpointIO, load_state_dict
 from seglab.engine.guards import CollapseGuard, NanGuard
 from seglab.engine.module import SegModule
@@ -97,7 +97,6 @@ def fit(
         filename="best",
         monitor=ck.monitor,
         mode=ck.mode,
-        save_last=True,
         save_on_train_epoch_end=True,
         enable_version_counter=False,
     )
@@ -125,6 +124,7 @@ def fit(
         collapse,
         stops,
         best,
+        LastCheckpoint(run.checkpoints),  # after the others: their state is final by then
     ]
     if ck.every_n_epochs:
         callbacks.append(
