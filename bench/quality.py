@@ -85,7 +85,9 @@ def one_run(config: str, overrides: list[str], runs_dir: Path, system: str) -> d
     train_s = time.perf_counter() - start
     metrics = pipeline.evaluate_run(trained).metrics
     last = torch.load(trained / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=True)
-    steps = int(last["global_step"])  # optimiser steps, the cut-short last epoch included
+    # optimiser steps, a cut-short last epoch included (before last.ckpt followed every
+    # epoch, this was the step count of the last epoch that improved val IoU)
+    steps = int(last["global_step"])
     images = steps * cfg.train.batch_size * cfg.train.accumulate_grad_batches
     summary = read_json(trained / "train_summary.json")
     return {
@@ -94,6 +96,8 @@ def one_run(config: str, overrides: list[str], runs_dir: Path, system: str) -> d
         "model": cfg.model.name,
         "seed": cfg.seed,
         "budget": cfg.train.time_budget,
+        "precision": summary.get("precision", cfg.train.precision),  # auto resolved
+        "overrides": [o for o in overrides if not o.startswith(("seed=", "train.time_budget="))],
         "epochs": summary["epochs_run"],
         "steps": steps,
         "images_seen": images,

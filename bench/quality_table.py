@@ -2,9 +2,11 @@
 
     python bench/quality_table.py bench/results/quality.jsonl [more.jsonl ...]
 
-One row per (config, budget, system): the number of runs, test IoU and Dice
+One row per (config, budget, precision, system): the number of runs, test IoU and Dice
 (dataset-level, foreground) as mean ± sample standard deviation, the mean per
-image IoU, the training steps and the seconds of training loop; then seglab's IoU minus each peer's.
+image IoU, the epochs trained and the seconds of training loop; then seglab's IoU minus
+each peer's. (Epochs, not steps: before last.ckpt followed every epoch, a record's ``steps``
+counted only up to the last epoch that improved the validation IoU.)
 """
 
 from __future__ import annotations
@@ -22,36 +24,39 @@ def spread(values: list[float]) -> str:
 
 
 def main() -> None:
-    groups: dict[tuple[str, str, str], list[dict]] = defaultdict(list)
+    groups: dict[tuple[str, str, str, str], list[dict]] = defaultdict(list)
     for path in sys.argv[1:]:
         with open(path) as fh:
             for line in fh:
                 if line.strip():
                     r = json.loads(line)
-                    groups[(r["config"], r["budget"], r["system"])].append(r)
+                    # records from before the harness wrote the precision: "-"
+                    key = (r["config"], r["budget"], r.get("precision") or "-", r["system"])
+                    groups[key].append(r)
     print(
-        "| config | budget | system | runs | test IoU | test Dice | per-image IoU "
-        "| steps | fit s |"
+        "| config | budget | precision | system | runs | test IoU | test Dice | per-image IoU "
+        "| epochs | fit s |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
-    for (config, budget, system), rows in sorted(groups.items()):
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for (config, budget, precision, system), rows in sorted(groups.items()):
         print(
-            f"| {config} | {budget} | {system} | {len(rows)} "
+            f"| {config} | {budget} | {precision} | {system} | {len(rows)} "
             f"| {spread([r['test_iou'] for r in rows])} "
             f"| {spread([r['test_dice'] for r in rows])} "
             f"| {statistics.mean(r['test_image_iou'] for r in rows):.4f} "
-            f"| {statistics.mean(r['steps'] for r in rows):.0f} "
+            f"| {statistics.mean(r['epochs'] for r in rows):.1f} "
             f"| {statistics.mean(r.get('fit_s', float('nan')) for r in rows):.0f} |"
         )
     print()
-    for (config, budget, system), rows in sorted(groups.items()):
-        ours = groups.get((config, budget, "seglab"))
+    for (config, budget, precision, system), rows in sorted(groups.items()):
+        ours = groups.get((config, budget, precision, "seglab"))
         if system == "seglab" or not ours:
             continue
         gap = statistics.mean(r["test_iou"] for r in ours) - statistics.mean(
             r["test_iou"] for r in rows
         )
-        print(f"{config} {budget}: seglab - {system} = {gap:+.4f} test IoU (goal >= +0.03)")
+        where = f"{config} {budget}" + ("" if precision == "-" else f" {precision}")
+        print(f"{where}: seglab - {system} = {gap:+.4f} test IoU (goal >= +0.03)")
 
 
 if __name__ == "__main__":
