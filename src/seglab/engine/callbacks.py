@@ -7,6 +7,7 @@ import math
 import os
 import resource
 import time
+from pathlib import Path
 from typing import Any
 
 import lightning as L
@@ -137,10 +138,12 @@ class LastCheckpoint(ModelCheckpoint):
     a resume went back to the best epoch and trained the later ones again.
     """
 
-    def __init__(self, dirpath: str | os.PathLike) -> None:
+    def __init__(self, path: Path) -> None:
+        if path.suffix != self.FILE_EXTENSION:
+            raise ValueError(f"{path}: a checkpoint file name ends in {self.FILE_EXTENSION}")
         super().__init__(
-            dirpath=dirpath,
-            filename="last",
+            dirpath=path.parent,
+            filename=path.stem,
             monitor=None,
             save_top_k=1,
             save_on_train_epoch_end=True,

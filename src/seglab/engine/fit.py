@@ -124,7 +124,7 @@ def fit(
         collapse,
         stops,
         best,
-        LastCheckpoint(run.checkpoints),  # after the others: their state is final by then
+        LastCheckpoint(run.checkpoints / LAST),  # after the others: their state is final by then
     ]
     if ck.every_n_epochs:
         callbacks.append(
