@@ -3,7 +3,9 @@
 A stop inside an epoch saves ``last.ckpt`` at the current batch and raises
 :class:`GracefulStop`, which ``fit`` turns into a normal return; a resumed run
 then skips the batches already trained (see ``ResumableSampler``). A stop
-decided at the end of an epoch lets Lightning save the end-of-epoch checkpoint.
+decided at the end of an epoch lets Lightning save the end-of-epoch checkpoint;
+so does one noticed at an epoch's last batch, after that epoch's validation (a
+signal then waits for one validation pass, a budget overruns by one).
 """
 
 from __future__ import annotations
@@ -99,6 +101,11 @@ class StopConditions(L.Callback):
         now = time.monotonic()
         self._slowest_batch = max(self._slowest_batch, now - self._last_batch_end)
         self._last_batch_end = now
+        if trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
+            # a checkpoint between the epoch's last step and its validation resumes wrongly
+            # in Lightning (it skips that validation and the next epoch's): on_train_epoch_end
+            # stops once the validation ran, and Lightning saves the end-of-epoch checkpoint
+            return
         if self._signal is not None:
             self._stop_now(trainer, f"signal {self._signal}")
         if self.budget_s is not None and self._left(now) < 2 * self._slowest_batch:
