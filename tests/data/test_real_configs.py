@@ -40,8 +40,9 @@ def test_config_passes_check_data_on_the_real_data(name):
 
 @pytest.mark.parametrize("name", sorted(GPU_VARIANTS))
 def test_gpu_variant_reads_the_same_data_and_split_as_its_cpu_config(name):
-    gpu, cpu = load_config(REPO / "configs" / f"{name}.yaml"), load_config(
-        REPO / "configs" / f"{GPU_VARIANTS[name]}.yaml"
+    gpu, cpu = (
+        load_config(REPO / "configs" / f"{name}.yaml"),
+        load_config(REPO / "configs" / f"{GPU_VARIANTS[name]}.yaml"),
     )
     assert gpu.data.root == cpu.data.root and gpu.data.split == cpu.data.split
     assert gpu.seed == cpu.seed and gpu.model.in_channels == cpu.model.in_channels
