@@ -273,6 +273,10 @@ class TrainConfig(Section):
     precision: Literal["32", "16-mixed", "bf16-mixed", "auto"] = "32"
     num_workers: int = Field(0, ge=0, le=256)
     grad_clip: float | None = Field(None, gt=0.0)
+    # exponential moving average of the weights, updated after every optimizer step (e.g.
+    # 0.99: about the last 100 steps): validation, checkpoints and the exported model use the
+    # average, training goes on with the raw weights. null: no average
+    ema_decay: float | None = Field(None, gt=0.0, lt=1.0)
     accumulate_grad_batches: int = Field(1, ge=1, le=65_536)
     channels_last: bool = False
     compile: bool = False

@@ -72,11 +72,15 @@ def test_an_injected_nan_is_skipped_and_the_run_completes(tmp_path, tiny_overrid
     assert "loss is nan at step 1 (epoch 1" in caplog.text.replace("; epoch", " (epoch")
 
 
-def test_persistent_nans_roll_back_then_stop_with_a_diagnosis(tmp_path, tiny_overrides, caplog):
+@pytest.mark.parametrize("extra", [[], ["train.ema_decay=0.9"]])
+def test_persistent_nans_roll_back_then_stop_with_a_diagnosis(
+    tmp_path, tiny_overrides, caplog, extra
+):
     NAN_STEPS.clear()
     NAN_STEPS.update(range(1, 10_000))
     cfg = tiny(
         tiny_overrides,
+        *extra,
         "model.name=test_nan_injector",
         "train.epochs=5",
         "data.patches_per_epoch=16",

@@ -163,33 +163,44 @@ def test_slurm_requeue_checkpoints_requeues_and_the_requeued_job_ends_like_the_r
     assert summary["completed"] is True and summary["sessions"] == 2
 
 
-def test_a_signal_at_the_last_batch_of_an_epoch_stops_after_its_validation(tmp_path, monkeypatch):
-    """A checkpoint taken between an epoch's last step and its validation resumes wrongly in
-    Lightning (that epoch's validation and the next epoch's row were lost): the stop waits."""
+@pytest.mark.parametrize(
+    "at_last_batch, extra",
+    [
+        # a checkpoint between an epoch's last step and its validation resumes wrongly in
+        # Lightning (that epoch's validation and the next epoch's row were lost): the stop waits
+        (True, []),
+        # mid-epoch with an average of the weights: the average resumes where it was
+        (False, ["train.ema_decay=0.9"]),
+    ],
+)
+def test_a_signal_in_the_second_epoch_resumes_like_the_uninterrupted_run(
+    tmp_path, monkeypatch, at_last_batch, extra
+):
     from seglab.config import load_config
     from seglab.data.prepare import prepare_data
     from seglab.engine import stopping
     from seglab.engine.fit import fit
     from seglab.runs import Run
 
-    cfg = load_config(None, RESUME_TINY)
+    cfg = load_config(None, [*RESUME_TINY, *extra])
     data = prepare_data(cfg)
     reference_run = Run.create(tmp_path, "reference")
     fit(cfg, reference_run, data)
 
     noticed, epoch = stopping.StopConditions.on_train_batch_end, 1  # the second epoch
 
-    def signal_at_last_batch(self, trainer, module, outputs, batch, batch_idx):  # noqa: ANN001
+    def signal_in_epoch(self, trainer, module, outputs, batch, batch_idx):  # noqa: ANN001
         last_batch = trainer.fit_loop.epoch_loop.batch_progress.is_last_batch
-        if trainer.current_epoch == epoch and last_batch:
+        if trainer.current_epoch == epoch and (last_batch if at_last_batch else batch_idx == 5):
             self._signal = "SIGTERM"  # what the handler sets when the signal arrives
         noticed(self, trainer, module, outputs, batch, batch_idx)
 
-    monkeypatch.setattr(stopping.StopConditions, "on_train_batch_end", signal_at_last_batch)
+    monkeypatch.setattr(stopping.StopConditions, "on_train_batch_end", signal_in_epoch)
     run = Run.create(tmp_path, "signalled")
     result = fit(cfg, run, data)
     assert result.stopped_because == "signal SIGTERM" and not result.completed
-    assert [int(r["epoch"]) for r in read_csv(run.file("history.csv"))] == list(range(1, epoch + 2))
+    rows = [int(r["epoch"]) for r in read_csv(run.file("history.csv"))]
+    assert rows == ([1, 2] if at_last_batch else [1])
     monkeypatch.undo()
     result = fit(cfg, run, data, resume=True)
     assert result.completed

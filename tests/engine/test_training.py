@@ -61,6 +61,34 @@ def test_last_checkpoint_follows_every_epoch_not_only_improvements(tmp_path, tin
     assert sorted(p.name for p in run.checkpoints.iterdir()) == ["best.ckpt", "last.ckpt"]
 
 
+def test_an_average_of_the_weights_is_what_validates_checkpoints_and_returns(
+    tmp_path, tiny_overrides
+):
+    from torch.utils.data import DataLoader
+
+    from seglab.data.datasets import ImageDataset
+    from seglab.engine.module import SegModule, predict_labels
+
+    cfg = load_config(None, [*tiny_overrides, "train.epochs=3", "train.ema_decay=0.9"])
+    data = prepare_data(cfg)
+    run = Run.create(tmp_path, "ema")
+    result = fit(cfg, run, data)
+    best = torch.load(run.checkpoints / "best.ckpt", weights_only=True)
+    average, raw = best["state_dict"], best["current_model_state"]
+    assert any(not torch.equal(average[k], raw[k]) for k in average)  # training goes on raw
+    returned = result.model.state_dict()
+    model_keys = [k for k in average if k.startswith("model.")]
+    assert all(torch.equal(returned[k.removeprefix("model.")], average[k]) for k in model_keys)
+    # the validation figures of the best epoch are those of the average
+    module = SegModule(result.model, cfg).eval()
+    with torch.no_grad():
+        for images, masks in DataLoader(ImageDataset(data.val, data.normalization)):
+            module.val_metrics.update(predict_labels(module(images), cfg.eval.threshold), masks)
+    rows = read_csv(run.file("history.csv"))
+    logged = float(rows[result.best_epoch - 1]["val_iou"])
+    assert float(module.val_metrics.compute()["iou"]) == pytest.approx(logged, abs=1e-5)
+
+
 def test_cosine_schedule_with_warmup(tiny_config):
     cfg = tiny_config.model_copy(deep=True)
     cfg.train.epochs = 10

@@ -19,7 +19,12 @@ from pathlib import Path
 import lightning as L
 import torch
 from lightning.pytorch.accelerators import CPUAccelerator
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, RichProgressBar
+from lightning.pytorch.callbacks import (
+    EarlyStopping,
+    EMAWeightAveraging,
+    ModelCheckpoint,
+    RichProgressBar,
+)
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 from lightning.pytorch.plugins.environments import SLURMEnvironment
 from torch import nn
@@ -101,12 +106,14 @@ def fit(
         enable_version_counter=False,
     )
     history = HistoryWriter(run)
+    ema = EMAWeightAveraging(decay=cfg.train.ema_decay) if cfg.train.ema_decay else None
     nan_guard = NanGuard(
         run.checkpoints / LAST,
         cfg.train.guard.max_bad_steps,
         cfg.train.guard.max_rollbacks,
         check_gradients=precision != "16-mixed",  # GradScaler skips inf steps itself
         history=history,
+        ema=ema,
     )
     collapse = CollapseGuard(cfg.train.guard.collapse_patience)
     on_slurm = SLURMEnvironment.detect()
@@ -122,6 +129,7 @@ def fit(
         history,
         nan_guard,
         collapse,
+        *([ema] if ema else []),  # before stops: a mid-epoch checkpoint holds this step's average
         stops,
         best,
         LastCheckpoint(run.checkpoints / LAST),  # after the others: their state is final by then

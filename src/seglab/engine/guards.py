@@ -9,6 +9,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.callbacks import WeightAveraging
 
 from seglab.engine.optim import scale_learning_rate
 
@@ -31,8 +32,10 @@ class NanGuard(L.Callback):
         max_rollbacks: int,
         check_gradients: bool = True,
         history: Any = None,
+        ema: WeightAveraging | None = None,
     ) -> None:
         self.checkpoint = checkpoint
+        self.ema = ema  # a rollback restores the average too
         self.max_bad_steps = max_bad_steps
         self.max_rollbacks = max_rollbacks
         self.check_gradients = check_gradients
@@ -56,10 +59,13 @@ class NanGuard(L.Callback):
         self.rollbacks = int(state_dict.get("rollbacks", 0))
 
     def on_train_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        self._start_state = {
-            "state_dict": copy.deepcopy(module.state_dict()),
-            "optimizer_states": [copy.deepcopy(trainer.optimizers[0].state_dict())],
+        start = {
+            "state_dict": module.state_dict(),
+            "optimizer_states": [trainer.optimizers[0].state_dict()],
         }
+        if self.ema is not None:  # the same keys as in a checkpoint
+            self.ema.on_save_checkpoint(trainer, module, start)
+        self._start_state = copy.deepcopy(start)
 
     def on_before_optimizer_step(self, trainer, module, optimizer) -> None:  # noqa: ANN001
         if getattr(module, "bad_loss", None):  # DDP ran a zero backward for a skipped loss
@@ -107,7 +113,11 @@ class NanGuard(L.Callback):
             source = self.checkpoint.name
         else:
             state, source = self._start_state, "the initial weights"
-        module.load_state_dict(state["state_dict"])
+        if self.ema is not None:
+            # the raw weights from "current_model_state", the average from "state_dict"
+            self.ema.on_load_checkpoint(trainer, module, state)
+        else:
+            module.load_state_dict(state["state_dict"])
         optimizer = trainer.optimizers[0]
         optimizer.load_state_dict(state["optimizer_states"][0])
         scheduler = (
