@@ -1,4 +1,5 @@
-"""Callbacks: the per-epoch history file (with memory figures) and the epoch line on the console."""
+"""Callbacks: the per-epoch history file (with memory figures), the epoch line on the console,
+last.ckpt after every epoch and the moving average of the weights."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint, WeightAveraging
+from torch.optim.swa_utils import get_ema_multi_avg_fn
 
 from seglab.runs import HISTORY_FILE, Run
 
@@ -149,3 +151,21 @@ class LastCheckpoint(ModelCheckpoint):
             save_on_train_epoch_end=True,
             enable_version_counter=False,
         )
+
+
+class WeightEMA(WeightAveraging):
+    """An exponential moving average of the weights, updated after every optimizer step.
+
+    Lightning's ``WeightAveraging`` does the rest: validation runs with the average, a
+    checkpoint's ``state_dict`` is the average (the raw weights go in
+    ``current_model_state``), and a resume restores both. Unlike Lightning's
+    ``EMAWeightAveraging`` it updates with torch's foreach EMA: 2.9 instead of 10.2 ms per
+    update for the seglab U-Net, 8.2 instead of 70.1 ms for SMP's ``Unet(resnet18)`` on the
+    2-core CI CPU (``bench/ema_update.py``).
+    """
+
+    def __init__(self, decay: float) -> None:
+        if not 0.0 < decay < 1.0:
+            raise ValueError(f"an EMA decay is in (0, 1), got {decay}")
+        super().__init__(use_buffers=True, multi_avg_fn=get_ema_multi_avg_fn(decay))
+        self.decay = decay

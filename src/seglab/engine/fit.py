@@ -19,12 +19,7 @@ from pathlib import Path
 import lightning as L
 import torch
 from lightning.pytorch.accelerators import CPUAccelerator
-from lightning.pytorch.callbacks import (
-    EarlyStopping,
-    EMAWeightAveraging,
-    ModelCheckpoint,
-    RichProgressBar,
-)
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, RichProgressBar
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 from lightning.pytorch.plugins.environments import SLURMEnvironment
 from torch import nn
@@ -33,7 +28,7 @@ from torch.utils.data import DataLoader
 from seglab.config import Config, parse_duration
 from seglab.data.datasets import ImageDataset, train_dataset
 from seglab.data.prepare import PreparedData
-from seglab.engine.callbacks import HistoryWriter, LastCheckpoint
+from seglab.engine.callbacks import HistoryWriter, LastCheckpoint, WeightEMA
 from seglab.engine.checkpoint_io import SafeCheckpointIO, load_state_dict
 from seglab.engine.guards import CollapseGuard, NanGuard
 from seglab.engine.module import SegModule
@@ -106,7 +101,7 @@ def fit(
         enable_version_counter=False,
     )
     history = HistoryWriter(run)
-    ema = EMAWeightAveraging(decay=cfg.train.ema_decay) if cfg.train.ema_decay else None
+    ema = WeightEMA(cfg.train.ema_decay) if cfg.train.ema_decay else None
     nan_guard = NanGuard(
         run.checkpoints / LAST,
         cfg.train.guard.max_bad_steps,
