@@ -164,8 +164,5 @@ class WeightEMA(WeightAveraging):
     2-core CI CPU (``bench/ema_update.py``).
     """
 
-    def __init__(self, decay: float) -> None:
-        if not 0.0 < decay < 1.0:
-            raise ValueError(f"an EMA decay is in (0, 1), got {decay}")
+    def __init__(self, decay: float) -> None:  # in (0, 1): train.ema_decay validates it
         super().__init__(use_buffers=True, multi_avg_fn=get_ema_multi_avg_fn(decay))
-        self.decay = decay
