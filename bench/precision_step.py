@@ -2,6 +2,11 @@
 
     PYTHONPATH=src python bench/precision_step.py [--model unet] [--batch 8] [--size 128]
         [--in-channels 1] [--steps 12] [--threads N] [--device cpu|cuda]
+        [--channels-last] [--deep-supervision]
+
+``--channels-last`` times each precision twice more, with the model and the batch in
+channels-last memory format (``train.channels_last``); ``--deep-supervision`` builds the
+model with ``model.deep_supervision`` (its auxiliary heads run; their loss is left out).
 
 bf16-mixed is ``torch.autocast`` with bfloat16, as Lightning runs it. Each precision is
 warmed up for 3 steps, then the two alternate step by step so that a change in the
@@ -33,6 +38,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=12)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--channels-last", action="store_true")
+    parser.add_argument("--deep-supervision", action="store_true")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -41,19 +48,28 @@ def main() -> None:
     shape = (args.batch, args.in_channels, args.size, args.size)
     x = torch.randn(shape, device=device)
     y = (torch.rand((args.batch, 1, args.size, args.size), device=device) > 0.9).float()
-    nets, optims = {}, {}
-    for precision in ("32", "bf16-mixed"):
-        cfg = ModelConfig(name=args.model, in_channels=args.in_channels)
-        nets[precision] = create_model(cfg).to(device).train()
-        optims[precision] = torch.optim.AdamW(nets[precision].parameters(), lr=1e-3)
+    cfg = ModelConfig(
+        name=args.model, in_channels=args.in_channels, deep_supervision=args.deep_supervision
+    )
+    variants = ["32", "bf16-mixed"]
+    if args.channels_last:
+        variants += ["32 channels_last", "bf16-mixed channels_last"]
+    nets, optims, inputs = {}, {}, {}
+    for variant in variants:
+        nets[variant] = create_model(cfg).to(device).train()
+        inputs[variant] = x
+        if variant.endswith("channels_last"):
+            nets[variant].to(memory_format=torch.channels_last)
+            inputs[variant] = x.contiguous(memory_format=torch.channels_last)
+        optims[variant] = torch.optim.AdamW(nets[variant].parameters(), lr=1e-3)
 
-    def step(precision: str) -> float:
-        net, opt = nets[precision], optims[precision]
+    def step(variant: str) -> float:
+        net, opt = nets[variant], optims[variant]
         if device.type == "cuda":
             torch.cuda.synchronize()
         start = time.perf_counter()
-        with torch.autocast(device.type, torch.bfloat16, enabled=precision == "bf16-mixed"):
-            logits = net(x)
+        with torch.autocast(device.type, torch.bfloat16, enabled=variant.startswith("bf16")):
+            logits = net(inputs[variant])
         loss = F.binary_cross_entropy_with_logits(logits.float(), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -62,22 +78,27 @@ def main() -> None:
             torch.cuda.synchronize()
         return time.perf_counter() - start
 
-    for precision in nets:
+    for variant in nets:
         for _ in range(3):
-            step(precision)
+            step(variant)
     times: dict[str, list[float]] = {p: [] for p in nets}
     for _ in range(args.steps):
-        for precision in nets:
-            times[precision].append(step(precision))
+        for variant in nets:
+            times[variant].append(step(variant))
     where = f"{platform.machine()} {torch.get_num_threads()} threads, {device.type}"
     if device.type == "cpu":
         where += f", cpu bf16 instructions: {'yes' if cpu_has_bf16() else 'no (emulated)'}"
     params = sum(p.numel() for p in nets["32"].parameters())
     print(f"{args.model} ({params / 1e6:.2f} M), batch {shape}, torch {torch.__version__}; {where}")
     ms = {p: 1000 * statistics.median(t) for p, t in times.items()}
-    for precision, value in ms.items():
-        print(f"  {precision:>10}: {value:7.1f} ms per step (median of {args.steps})")
+    width = max(len(v) for v in variants)
+    for variant, value in ms.items():
+        print(f"  {variant:>{width}}: {value:7.1f} ms per step (median of {args.steps})")
     print(f"  float32 / bf16-mixed = {ms['32'] / ms['bf16-mixed']:.2f}")
+    if args.channels_last:
+        for precision in ("32", "bf16-mixed"):
+            ratio = ms[precision] / ms[f"{precision} channels_last"]
+            print(f"  {precision}: contiguous / channels_last = {ratio:.2f}")
 
 
 if __name__ == "__main__":

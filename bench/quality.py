@@ -103,6 +103,9 @@ def one_run(config: str, overrides: list[str], runs_dir: Path, system: str) -> d
         "images_seen": images,
         "stopped_because": summary["stopped_because"],
         "best_epoch": summary["best_epoch"],
+        "best_val_iou": summary.get("best_val_iou"),  # what the kept checkpoint was chosen by
+        # the kept weights on validation at the threshold tuned there
+        "val_iou": metrics.get("threshold_tuning", {}).get("val_iou_at_chosen"),
         "train_s": round(train_s, 1),  # data check, preparation, fit and saving
         "fit_s": summary["seconds"],  # inside the budget: the training loop itself
         "test_iou": metrics["dataset"]["iou"],

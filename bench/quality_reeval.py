@@ -1,0 +1,102 @@
+"""Re-evaluate the runs of ``bench/quality.py`` results with other ``eval.*`` settings.
+
+Test-time settings (``eval.tta``, post-processing) change nothing in training, so they are
+judged on runs already trained: each run named in the results files is evaluated again with
+``--set`` (threshold tuned on validation again, with the new settings), into a new folder
+under ``<run>/evaluations/``. Each record gives the validation IoU at the tuned threshold
+(the figure to choose a setting by) and the test metrics, each beside the run's plain
+evaluation; the last lines compare the means per system.
+
+    PYTHONPATH=src python bench/quality_reeval.py bench/results/quality.jsonl \\
+        --set eval.tta=flips [--system seglab] [--out bench/results/reeval.jsonl]
+
+The run folders must still exist (``bench/quality.py --runs-dir``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import statistics
+import time
+from collections import defaultdict
+from pathlib import Path
+
+from quality import register_peers
+
+from seglab import pipeline
+from seglab.runs import read_json
+
+
+def val_iou_at_chosen(metrics: dict) -> float:
+    tuning = metrics.get("threshold_tuning")
+    if not tuning:
+        raise SystemExit("a run's evaluation has no threshold tuning on validation to compare")
+    return float(tuning["val_iou_at_chosen"])
+
+
+def reevaluate(record: dict, sets: list[str]) -> dict:
+    run = Path(record["run"])
+    if not run.is_dir():
+        raise SystemExit(f"run folder {run} is gone: rerun bench/quality.py with --runs-dir")
+    plain = read_json(run / "metrics.json")
+    start = time.perf_counter()
+    metrics = pipeline.evaluate_run(run, overrides=sets).metrics
+    return {
+        **{k: record[k] for k in ("config", "system", "seed", "budget", "precision", "run")},
+        "overrides": record.get("overrides", []),
+        "eval_overrides": sets,
+        "val_iou": val_iou_at_chosen(metrics),
+        "val_iou_plain": val_iou_at_chosen(plain),
+        "test_iou": metrics["dataset"]["iou"],
+        "test_iou_plain": plain["dataset"]["iou"],
+        "test_dice": metrics["dataset"]["dice"],
+        "test_image_iou": metrics["per_image_mean"]["iou"],
+        "threshold": metrics["threshold"],
+        "threshold_plain": plain["threshold"],
+        "eval_s": round(time.perf_counter() - start, 1),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("results", nargs="+", type=Path)
+    parser.add_argument("--set", dest="sets", action="append", required=True, metavar="KEY=VALUE")
+    parser.add_argument("--system", action="append", help="only these systems (repeatable)")
+    parser.add_argument("--out", type=Path, help="append one JSON line per run here")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    register_peers()
+    records = [
+        json.loads(line)
+        for path in args.results
+        for line in path.read_text().splitlines()
+        if line.strip()
+    ]
+    records = [r for r in records if not args.system or r["system"] in args.system]
+    by_system: dict[str, list[dict]] = defaultdict(list)
+    for record in records:
+        result = reevaluate(record, args.sets)
+        by_system[result["system"]].append(result)
+        print(
+            "reeval: {config} {system:<6} seed {seed} {eval_overrides}: val IoU {val_iou_plain:.4f}"
+            " -> {val_iou:.4f}, test IoU {test_iou_plain:.4f} -> {test_iou:.4f} "
+            "(threshold {threshold_plain:.2f} -> {threshold:.2f}, {eval_s:.0f}s)".format(**result),
+            flush=True,
+        )
+        if args.out:
+            args.out.parent.mkdir(parents=True, exist_ok=True)
+            with args.out.open("a") as fh:
+                fh.write(json.dumps(result) + "\n")
+    for system, rows in by_system.items():
+        mean = {k: statistics.mean(r[k] for r in rows) for k in rows[0] if "iou" in k}
+        print(
+            f"{system}: {len(rows)} runs, mean val IoU {mean['val_iou_plain']:.4f} -> "
+            f"{mean['val_iou']:.4f}, mean test IoU {mean['test_iou_plain']:.4f} -> "
+            f"{mean['test_iou']:.4f} with {' '.join(args.sets)}"
+        )
+
+
+if __name__ == "__main__":
+    main()
