@@ -23,6 +23,12 @@ def spread(values: list[float]) -> str:
     return f"{statistics.mean(values):.4f} ± {statistics.stdev(values):.4f}"
 
 
+def mean_of(rows: list[dict], key: str) -> float:
+    """Mean of ``key`` over ``rows``; nan where a record lacks it (older or re-evaluated)."""
+    values = [r.get(key) for r in rows]
+    return statistics.mean(float("nan") if v is None else v for v in values)
+
+
 def main() -> None:
     groups: dict[tuple[str, str, str, str], list[dict]] = defaultdict(list)
     for path in sys.argv[1:]:
@@ -44,8 +50,7 @@ def main() -> None:
             f"| {spread([r['test_iou'] for r in rows])} "
             f"| {spread([r['test_dice'] for r in rows])} "
             f"| {statistics.mean(r['test_image_iou'] for r in rows):.4f} "
-            f"| {statistics.mean(r['epochs'] for r in rows):.1f} "
-            f"| {statistics.mean(r.get('fit_s', float('nan')) for r in rows):.0f} |"
+            f"| {mean_of(rows, 'epochs'):.1f} | {mean_of(rows, 'fit_s'):.0f} |"
         )
     print()
     for (config, budget, precision, system), rows in sorted(groups.items()):
