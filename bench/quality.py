@@ -124,6 +124,13 @@ def one_run(config: str, overrides: list[str], runs_dir: Path, system: str) -> d
     }
 
 
+def append_record(out: Path, record: dict) -> None:
+    """Append ``record`` to the JSON-lines file ``out`` (one whole line per write)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with out.open("a") as fh:
+        fh.write(json.dumps(record) + "\n")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("config")
@@ -167,9 +174,7 @@ def main() -> None:
                     flush=True,
                 )
                 if args.out:
-                    args.out.parent.mkdir(parents=True, exist_ok=True)
-                    with args.out.open("a") as fh:
-                        fh.write(json.dumps(result) + "\n")
+                    append_record(args.out, result)
 
 
 if __name__ == "__main__":

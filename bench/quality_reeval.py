@@ -23,7 +23,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from quality import register_peers
+from quality import append_record, register_peers
 
 from seglab import pipeline
 from seglab.runs import read_json
@@ -87,9 +87,7 @@ def main() -> None:
             flush=True,
         )
         if args.out:
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-            with args.out.open("a") as fh:
-                fh.write(json.dumps(result) + "\n")
+            append_record(args.out, result)
     for system, rows in by_system.items():
         mean = {k: statistics.mean(r[k] for r in rows) for k in rows[0] if "iou" in k}
         print(
