@@ -78,6 +78,12 @@ def register_peers() -> None:
     registry._MODELS.setdefault(PEERS["monai"], monai_basic_unet)
 
 
+def tuned_val_iou(metrics: dict) -> float | None:
+    """An evaluation's validation IoU at the threshold it tuned there (None: it tuned none)."""
+    tuning = metrics.get("threshold_tuning")
+    return float(tuning["val_iou_at_chosen"]) if tuning else None
+
+
 def one_run(config: str, overrides: list[str], runs_dir: Path, system: str) -> dict:
     cfg = load_config(config, overrides)
     start = time.perf_counter()
@@ -105,7 +111,7 @@ def one_run(config: str, overrides: list[str], runs_dir: Path, system: str) -> d
         "best_epoch": summary["best_epoch"],
         "best_val_iou": summary.get("best_val_iou"),  # what the kept checkpoint was chosen by
         # the kept weights on validation at the threshold tuned there
-        "val_iou": metrics.get("threshold_tuning", {}).get("val_iou_at_chosen"),
+        "val_iou": tuned_val_iou(metrics),
         "train_s": round(train_s, 1),  # data check, preparation, fit and saving
         "fit_s": summary["seconds"],  # inside the budget: the training loop itself
         "test_iou": metrics["dataset"]["iou"],

@@ -23,24 +23,24 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from quality import append_record, register_peers
+from quality import append_record, register_peers, tuned_val_iou
 
 from seglab import pipeline
-from seglab.runs import read_json
+from seglab.runs import METRICS_FILE, read_json
 
 
 def val_iou_at_chosen(metrics: dict) -> float:
-    tuning = metrics.get("threshold_tuning")
-    if not tuning:
+    value = tuned_val_iou(metrics)
+    if value is None:
         raise SystemExit("a run's evaluation has no threshold tuning on validation to compare")
-    return float(tuning["val_iou_at_chosen"])
+    return value
 
 
 def reevaluate(record: dict, sets: list[str]) -> dict:
     run = Path(record["run"])
     if not run.is_dir():
         raise SystemExit(f"run folder {run} is gone: rerun bench/quality.py with --runs-dir")
-    plain = read_json(run / "metrics.json")
+    plain = read_json(run / METRICS_FILE)
     start = time.perf_counter()
     metrics = pipeline.evaluate_run(run, overrides=sets).metrics
     return {
@@ -89,7 +89,8 @@ def main() -> None:
         if args.out:
             append_record(args.out, result)
     for system, rows in by_system.items():
-        mean = {k: statistics.mean(r[k] for r in rows) for k in rows[0] if "iou" in k}
+        keys = ("val_iou_plain", "val_iou", "test_iou_plain", "test_iou")
+        mean = {k: statistics.mean(r[k] for r in rows) for k in keys}
         print(
             f"{system}: {len(rows)} runs, mean val IoU {mean['val_iou_plain']:.4f} -> "
             f"{mean['val_iou']:.4f}, mean test IoU {mean['test_iou_plain']:.4f} -> "
