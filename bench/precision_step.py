@@ -2,7 +2,7 @@
 
     PYTHONPATH=src python bench/precision_step.py [--model unet] [--batch 8] [--size 128]
         [--in-channels 1] [--steps 12] [--threads N] [--device cpu|cuda]
-        [--channels-last] [--deep-supervision]
+        [--channels-last] [--deep-supervision] [--base-channels 16]
 
 ``--channels-last`` times each precision twice more, with the model and the batch in
 channels-last memory format (``train.channels_last``); ``--deep-supervision`` builds the
@@ -40,6 +40,7 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--deep-supervision", action="store_true")
+    parser.add_argument("--base-channels", type=int, default=16)
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -49,7 +50,10 @@ def main() -> None:
     x = torch.randn(shape, device=device)
     y = (torch.rand((args.batch, 1, args.size, args.size), device=device) > 0.9).float()
     cfg = ModelConfig(
-        name=args.model, in_channels=args.in_channels, deep_supervision=args.deep_supervision
+        name=args.model,
+        in_channels=args.in_channels,
+        deep_supervision=args.deep_supervision,
+        base_channels=args.base_channels,
     )
     variants = ["32", "bf16-mixed"]
     if args.channels_last:
