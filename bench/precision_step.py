@@ -2,7 +2,7 @@
 
     PYTHONPATH=src python bench/precision_step.py [--model unet] [--batch 8] [--size 128]
         [--in-channels 1] [--steps 12] [--threads N] [--device cpu|cuda]
-        [--channels-last] [--deep-supervision] [--base-channels 16]
+        [--channels-last] [--deep-supervision] [--base-channels 16] [--depth 4]
 
 ``--channels-last`` times each precision twice more, with the model and the batch in
 channels-last memory format (``train.channels_last``); ``--deep-supervision`` builds the
@@ -41,6 +41,7 @@ def main() -> None:
     parser.add_argument("--channels-last", action="store_true")
     parser.add_argument("--deep-supervision", action="store_true")
     parser.add_argument("--base-channels", type=int, default=16)
+    parser.add_argument("--depth", type=int, default=4)
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -54,6 +55,7 @@ def main() -> None:
         in_channels=args.in_channels,
         deep_supervision=args.deep_supervision,
         base_channels=args.base_channels,
+        depth=args.depth,
     )
     variants = ["32", "bf16-mixed"]
     if args.channels_last:
