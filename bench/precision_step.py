@@ -2,11 +2,13 @@
 
     PYTHONPATH=src python bench/precision_step.py [--model unet] [--batch 8] [--size 128]
         [--in-channels 1] [--steps 12] [--threads N] [--device cpu|cuda]
-        [--channels-last] [--deep-supervision] [--base-channels 16] [--depth 4]
+        [--channels-last] [--deep-supervision] [--base-channels 16] [--depth 4] [--compile]
 
 ``--channels-last`` times each precision twice more, with the model and the batch in
 channels-last memory format (``train.channels_last``); ``--deep-supervision`` builds the
 model with ``model.deep_supervision`` (its auxiliary heads run; their loss is left out).
+``--compile`` times the last variant once more through ``torch.compile`` (what
+``train.compile`` does) and prints how long its first step, the compilation, took.
 
 bf16-mixed is ``torch.autocast`` with bfloat16, as Lightning runs it. Each precision is
 warmed up for 3 steps, then the two alternate step by step so that a change in the
@@ -29,6 +31,29 @@ from seglab.engine.fit import cpu_has_bf16
 from seglab.models.registry import create_model
 
 
+def train_step_s(
+    net: torch.nn.Module,
+    opt: torch.optim.Optimizer,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    bf16: bool = False,
+) -> float:
+    """Seconds for one step (forward, BCE loss, backward, optimiser) of ``net`` on ``x``."""
+    device = x.device
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    start = time.perf_counter()
+    with torch.autocast(device.type, torch.bfloat16, enabled=bf16):
+        logits = net(x)
+    loss = F.binary_cross_entropy_with_logits(logits.float(), y)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    if device.type == "cuda":
+        torch.cuda.synchronize()
+    return time.perf_counter() - start
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="unet")
@@ -42,6 +67,7 @@ def main() -> None:
     parser.add_argument("--deep-supervision", action="store_true")
     parser.add_argument("--base-channels", type=int, default=16)
     parser.add_argument("--depth", type=int, default=4)
+    parser.add_argument("--compile", action="store_true")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -68,24 +94,25 @@ def main() -> None:
             nets[variant].to(memory_format=torch.channels_last)
             inputs[variant] = x.contiguous(memory_format=torch.channels_last)
         optims[variant] = torch.optim.AdamW(nets[variant].parameters(), lr=1e-3)
+    first_step: dict[str, float] = {}
+    if args.compile:
+        eager = variants[-1]
+        variant = f"{eager} compiled"
+        net = create_model(cfg).to(device).train()
+        if eager.endswith("channels_last"):
+            net.to(memory_format=torch.channels_last)
+        optims[variant] = torch.optim.AdamW(net.parameters(), lr=1e-3)
+        nets[variant], inputs[variant] = torch.compile(net), inputs[eager]
+        variants.append(variant)
 
     def step(variant: str) -> float:
-        net, opt = nets[variant], optims[variant]
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        start = time.perf_counter()
-        with torch.autocast(device.type, torch.bfloat16, enabled=variant.startswith("bf16")):
-            logits = net(inputs[variant])
-        loss = F.binary_cross_entropy_with_logits(logits.float(), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if device.type == "cuda":
-            torch.cuda.synchronize()
-        return time.perf_counter() - start
+        return train_step_s(
+            nets[variant], optims[variant], inputs[variant], y, variant.startswith("bf16")
+        )
 
     for variant in nets:
-        for _ in range(3):
+        first_step[variant] = step(variant)
+        for _ in range(2):
             step(variant)
     times: dict[str, list[float]] = {p: [] for p in nets}
     for _ in range(args.steps):
@@ -105,6 +132,12 @@ def main() -> None:
         for precision in ("32", "bf16-mixed"):
             ratio = ms[precision] / ms[f"{precision} channels_last"]
             print(f"  {precision}: contiguous / channels_last = {ratio:.2f}")
+    if args.compile:
+        eager = variants[-2]
+        print(
+            f"  {eager}: eager / compiled = {ms[eager] / ms[variants[-1]]:.2f} "
+            f"(first compiled step, the compilation: {first_step[variants[-1]]:.0f} s)"
+        )
 
 
 if __name__ == "__main__":

@@ -45,7 +45,8 @@ def reevaluate(record: dict, sets: list[str]) -> dict:
     metrics = pipeline.evaluate_run(run, overrides=sets).metrics
     return {
         **{k: record[k] for k in ("config", "system", "seed", "budget", "precision", "run")},
-        **{k: record.get(k) for k in ("epochs", "fit_s", "best_epoch")},  # of the training
+        # of the training
+        **{k: record.get(k) for k in ("epochs", "fit_s", "best_epoch", "reference_step_ms")},
         "overrides": record.get("overrides", []),
         "eval_overrides": sets,
         "val_iou": val_iou_at_chosen(metrics),

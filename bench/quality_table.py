@@ -4,9 +4,11 @@
 
 One row per (config, budget, precision, system): the number of runs, test IoU and Dice
 (dataset-level, foreground) as mean ± sample standard deviation, the mean per
-image IoU, the epochs trained and the seconds of training loop; then seglab's IoU minus
-each peer's. (Epochs, not steps: before last.ckpt followed every epoch, a record's ``steps``
-counted only up to the last epoch that improved the validation IoU.)
+image IoU, the epochs trained, the seconds of training loop and the machine's reference
+step (``reference_step_ms``, "-" in records made before the harness measured it: a machine
+x % slower trains about x % fewer steps in a budget); then seglab's IoU minus each peer's.
+(Epochs, not steps: before last.ckpt followed every epoch, a record's ``steps`` counted
+only up to the last epoch that improved the validation IoU.)
 """
 
 from __future__ import annotations
@@ -29,6 +31,15 @@ def mean_of(rows: list[dict], key: str) -> float:
     return statistics.mean(float("nan") if v is None else v for v in values)
 
 
+def reference(rows: list[dict]) -> str:
+    """Mean reference step in ms over the records that measured it, with their count."""
+    values = [r["reference_step_ms"] for r in rows if r.get("reference_step_ms") is not None]
+    if not values:
+        return "-"
+    count = "" if len(values) == len(rows) else f" ({len(values)} of {len(rows)} runs)"
+    return f"{statistics.mean(values):.0f}{count}"
+
+
 def main() -> None:
     groups: dict[tuple[str, str, str, str], list[dict]] = defaultdict(list)
     for path in sys.argv[1:]:
@@ -41,16 +52,17 @@ def main() -> None:
                     groups[key].append(r)
     print(
         "| config | budget | precision | system | runs | test IoU | test Dice | per-image IoU "
-        "| epochs | fit s |"
+        "| epochs | fit s | reference step ms |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for (config, budget, precision, system), rows in sorted(groups.items()):
         print(
             f"| {config} | {budget} | {precision} | {system} | {len(rows)} "
             f"| {spread([r['test_iou'] for r in rows])} "
             f"| {spread([r['test_dice'] for r in rows])} "
             f"| {statistics.mean(r['test_image_iou'] for r in rows):.4f} "
-            f"| {mean_of(rows, 'epochs'):.1f} | {mean_of(rows, 'fit_s'):.0f} |"
+            f"| {mean_of(rows, 'epochs'):.1f} | {mean_of(rows, 'fit_s'):.0f} "
+            f"| {reference(rows)} |"
         )
     print()
     for (config, budget, precision, system), rows in sorted(groups.items()):
