@@ -86,24 +86,18 @@ def main() -> None:
     variants = ["32", "bf16-mixed"]
     if args.channels_last:
         variants += ["32 channels_last", "bf16-mixed channels_last"]
+    if args.compile:
+        variants.append(f"{variants[-1]} compiled")
     nets, optims, inputs = {}, {}, {}
     for variant in variants:
-        nets[variant] = create_model(cfg).to(device).train()
-        inputs[variant] = x
-        if variant.endswith("channels_last"):
-            nets[variant].to(memory_format=torch.channels_last)
-            inputs[variant] = x.contiguous(memory_format=torch.channels_last)
-        optims[variant] = torch.optim.AdamW(nets[variant].parameters(), lr=1e-3)
-    first_step: dict[str, float] = {}
-    if args.compile:
-        eager = variants[-1]
-        variant = f"{eager} compiled"
         net = create_model(cfg).to(device).train()
-        if eager.endswith("channels_last"):
+        inputs[variant] = x
+        if "channels_last" in variant:
             net.to(memory_format=torch.channels_last)
+            inputs[variant] = x.contiguous(memory_format=torch.channels_last)
         optims[variant] = torch.optim.AdamW(net.parameters(), lr=1e-3)
-        nets[variant], inputs[variant] = torch.compile(net), inputs[eager]
-        variants.append(variant)
+        nets[variant] = torch.compile(net) if variant.endswith("compiled") else net
+    first_step: dict[str, float] = {}
 
     def step(variant: str) -> float:
         return train_step_s(
