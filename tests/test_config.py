@@ -143,3 +143,11 @@ def test_relative_data_root_is_resolved(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     cfg = load_config(None, ["data.source=folder", "data.root=mydata"])
     assert cfg.data.root == str(tmp_path / "mydata")
+
+
+def test_plateau_on_a_validation_metric_needs_every_epoch_validated():
+    with pytest.raises(SeglabError, match="train.val_every is 2") as info:
+        load_config(None, ["train.val_every=2", "schedule.name=plateau"])
+    assert "\n" not in str(info.value)
+    cfg = load_config(None, ["train.val_every=2", "schedule.name=plateau", "schedule.monitor=x"])
+    assert cfg.train.val_every == 2

@@ -282,6 +282,10 @@ class TrainConfig(Section):
     compile: bool = False
     grad_checkpointing: bool = False
     time_budget: str | None = None  # e.g. 2h30m, 45m, 90s: stop cleanly before it runs out
+    # validate every n-th epoch, and always the last one (under a time budget: the first,
+    # and each that may be the last the budget allows); best.ckpt and early stopping then
+    # judge only the validated epochs
+    val_every: int = Field(1, ge=1, le=100_000)
     early_stopping: EarlyStopConfig | None = None
     checkpoint: CheckpointConfig = CheckpointConfig()
     guard: GuardConfig = GuardConfig()
@@ -346,6 +350,17 @@ class Config(Section):
     schedule: ScheduleConfig = ScheduleConfig()
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
+
+    @model_validator(mode="after")
+    def _plateau_needs_every_validation(self) -> Config:
+        s = self.schedule
+        if self.train.val_every > 1 and s.name == "plateau" and s.monitor.startswith("val_"):
+            raise ValueError(
+                f"schedule plateau watches {s.monitor} after every epoch, but train.val_every "
+                f"is {self.train.val_every}: set train.val_every: 1 or a training metric as "
+                "schedule.monitor (e.g. train_loss)"
+            )
+        return self
 
     def to_dict(self) -> dict[str, Any]:
         return self.model_dump(mode="json")

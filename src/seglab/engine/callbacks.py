@@ -13,7 +13,7 @@ from typing import Any
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import ModelCheckpoint, WeightAveraging
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, WeightAveraging
 from torch.optim.swa_utils import get_ema_multi_avg_fn
 
 from seglab.runs import HISTORY_FILE, Run
@@ -93,14 +93,17 @@ class HistoryWriter(L.Callback):
             self._validated_epoch = trainer.current_epoch
 
     def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        if trainer.val_dataloaders is not None and self._validated_epoch != trainer.current_epoch:
+        validated = self._validated_epoch == trainer.current_epoch
+        if trainer.val_dataloaders is not None and not validated and validation_planned(trainer):
             # stopped inside the epoch (signal, rollback): its validation did not run, and the
             # resumed run writes this epoch's row; a row with stale val figures would be wrong
             return
         metrics = trainer.callback_metrics
         row: dict[str, Any] = {"epoch": trainer.current_epoch + 1}
         for key in HISTORY_FIELDS[1:9]:
-            value = metrics.get(key)
+            # an epoch that skipped validation (train.val_every) has none: Lightning still
+            # holds the previous validation's figures
+            value = metrics.get(key) if validated or not key.startswith("val_") else None
             row[key] = float(value) if value is not None else None
         if hasattr(module, "epoch_train_loss"):  # resumed mid-epoch: the whole epoch's mean
             row["train_loss"] = module.epoch_train_loss()
@@ -126,6 +129,50 @@ class HistoryWriter(L.Callback):
                 row["lr"],
                 row["seconds"],
             )
+
+
+def validation_planned(trainer: L.Trainer) -> bool:
+    """Whether Lightning validates at the end of the current epoch (``train.val_every``)."""
+    every = trainer.check_val_every_n_epoch
+    return every is None or (trainer.current_epoch + 1) % every == 0
+
+
+class _AfterValidation:
+    """Acts at an epoch's end only if that epoch validated, when it watches a ``val_`` metric.
+
+    With ``train.val_every`` > 1 some epochs do not validate, and Lightning's logged
+    metrics still hold the previous validation's figures: such an epoch would be judged by
+    its predecessor's score.
+    """
+
+    monitor: str | None
+    _validated_epoch = -1
+
+    @property
+    def state_key(self) -> str:
+        # the Lightning class's key: a run checkpointed before these classes were used
+        # resumes with its best score and patience
+        lightning = next(c for c in type(self).__mro__ if c.__module__.startswith("lightning"))
+        return super().state_key.replace(type(self).__qualname__, lightning.__qualname__, 1)  # type: ignore[misc]
+
+    def on_validation_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self._validated_epoch = trainer.current_epoch
+        super().on_validation_end(trainer, module)  # type: ignore[misc]
+
+    def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        watches_validation = (self.monitor or "").startswith("val_")
+        if watches_validation and self._validated_epoch != trainer.current_epoch:
+            return
+        super().on_train_epoch_end(trainer, module)  # type: ignore[misc]
+
+
+class BestCheckpoint(_AfterValidation, ModelCheckpoint):
+    """``best.ckpt`` by ``monitor``, saved at the end of an epoch that validated."""
+
+
+class ValidatedEarlyStopping(_AfterValidation, EarlyStopping):
+    """Early stopping whose patience counts validations, not epochs."""
 
 
 def _fmt(value: float | None) -> str:

@@ -19,7 +19,7 @@ from pathlib import Path
 import lightning as L
 import torch
 from lightning.pytorch.accelerators import CPUAccelerator
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint, RichProgressBar
+from lightning.pytorch.callbacks import ModelCheckpoint, RichProgressBar
 from lightning.pytorch.loggers import CSVLogger, Logger, TensorBoardLogger
 from lightning.pytorch.plugins.environments import SLURMEnvironment
 from torch import nn
@@ -28,7 +28,13 @@ from torch.utils.data import DataLoader
 from seglab.config import Config, parse_duration
 from seglab.data.datasets import ImageDataset, train_dataset
 from seglab.data.prepare import PreparedData
-from seglab.engine.callbacks import HistoryWriter, LastCheckpoint, WeightEMA
+from seglab.engine.callbacks import (
+    BestCheckpoint,
+    HistoryWriter,
+    LastCheckpoint,
+    ValidatedEarlyStopping,
+    WeightEMA,
+)
 from seglab.engine.checkpoint_io import SafeCheckpointIO, load_state_dict
 from seglab.engine.guards import CollapseGuard, NanGuard
 from seglab.engine.module import SegModule
@@ -92,7 +98,7 @@ def fit(
         num_workers=cfg.train.num_workers,
     )
     ck = cfg.train.checkpoint
-    best = ModelCheckpoint(
+    best = BestCheckpoint(
         dirpath=run.checkpoints,
         filename="best",
         monitor=ck.monitor,
@@ -118,6 +124,7 @@ def fit(
         cfg.train.time_budget,
         leave_sigusr1=on_slurm,
         fit_schedule=cfg.schedule.fit_budget,
+        val_every=cfg.train.val_every,
     )
     callbacks: list[L.Callback] = [
         DataProgress(sampler, cfg.train.batch_size, skip_done=_single_process(cfg)),
@@ -143,7 +150,7 @@ def fit(
     early = None
     if cfg.train.early_stopping is not None:
         es = cfg.train.early_stopping
-        early = EarlyStopping(
+        early = ValidatedEarlyStopping(
             monitor=es.monitor,
             mode=es.mode,
             patience=es.patience,

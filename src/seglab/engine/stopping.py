@@ -6,6 +6,11 @@ then skips the batches already trained (see ``ResumableSampler``). A stop
 decided at the end of an epoch lets Lightning save the end-of-epoch checkpoint;
 so does one noticed at an epoch's last batch, after that epoch's validation (a
 signal then waits for one validation pass, a budget overruns by one).
+
+With ``val_every`` > 1 it also plans which epochs validate: every ``val_every``-th, the
+last of ``max_epochs``, and, under a time budget, the first and every epoch after which
+the budget may not leave room for another, so that the epoch a budget ends with is
+validated and can be the best checkpoint.
 """
 
 from __future__ import annotations
@@ -44,12 +49,14 @@ class StopConditions(L.Callback):
         budget_text: str | None = None,
         leave_sigusr1: bool = False,
         fit_schedule: bool = False,
+        val_every: int = 1,
     ) -> None:
         self.checkpoint = checkpoint
         self.budget_s = budget_s
         self.budget_text = budget_text or (f"{budget_s:g}s" if budget_s else None)
         self.leave_sigusr1 = leave_sigusr1  # on SLURM Lightning saves and requeues on SIGUSR1
         self.fit_schedule = fit_schedule  # shorten a decaying schedule to the budget
+        self.val_every = val_every  # validate every n-th epoch (and the last ones)
         self.reason: str | None = None
         self._signal: str | None = None
         self._start = time.monotonic()
@@ -96,6 +103,26 @@ class StopConditions(L.Callback):
 
     def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         self._epoch_start = self._last_batch_end = time.monotonic()
+        if self.val_every > 1:
+            (validate,) = _from_rank_zero(trainer, (self.validates(trainer, self._epoch_start),))
+            # Lightning validates when (epoch + 1) % check_val_every_n_epoch == 0
+            trainer.check_val_every_n_epoch = 1 if validate else trainer.current_epoch + 2
+
+    def validates(self, trainer: L.Trainer, now: float) -> bool:
+        """Whether the epoch starting now validates (with ``val_every`` > 1).
+
+        Every ``val_every``-th epoch and the last of ``max_epochs`` do. Under a time budget
+        so do the first (how long an epoch takes is not known yet) and any after which the
+        time left may not allow another: the run stops after an epoch when less than
+        1.1 x its slowest epoch is left, so an epoch starting with less than 2.1 x that
+        may be the last.
+        """
+        epoch = trainer.current_epoch
+        if (epoch + 1) % self.val_every == 0 or epoch + 1 >= (trainer.max_epochs or 0):
+            return True
+        if self.budget_s is None:
+            return False
+        return self._slowest_epoch == 0.0 or self._left(now) < 2.1 * self._slowest_epoch
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:  # noqa: ANN001
         now = time.monotonic()
@@ -120,7 +147,7 @@ class StopConditions(L.Callback):
             out_of_time = self._left(now) < 1.1 * self._slowest_epoch
             if not out_of_time and self.fit_schedule:
                 self._epoch_times.append(last_epoch)
-                planned = self._planned_epochs(trainer, now, statistics.median(self._epoch_times))
+                planned = self._planned_epochs(trainer, now, self._typical_epoch())
             # every rank's clock differs a little: rank 0 decides for all, so that no rank
             # stops or trains at another rate alone
             out_of_time, planned = _from_rank_zero(trainer, (out_of_time, planned))
@@ -130,6 +157,17 @@ class StopConditions(L.Callback):
             self._stop_at_epoch_end(trainer, f"time budget {self.budget_text} (cut short)")
         elif planned is not None:
             self._fit_schedule(trainer, planned)
+
+    def _typical_epoch(self) -> float:
+        """The median epoch so far; with ``val_every`` > 1 the mean after the first.
+
+        Epochs with and without validation alternate then, and the median of such a mix is
+        either kind; the first epoch is left out as it also warms up (and always validates).
+        """
+        times = self._epoch_times
+        if self.val_every == 1:
+            return statistics.median(times)
+        return statistics.mean(times[1:] or times)
 
     def _planned_epochs(self, trainer: L.Trainer, now: float, typical_epoch: float) -> int:
         """The epochs the run will have trained when the budget ends it.

@@ -1,0 +1,94 @@
+"""train.val_every: which epochs validate, and what judges the others."""
+
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+import torch
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+
+from seglab.config import load_config
+from seglab.data.prepare import prepare_data
+from seglab.engine.callbacks import BestCheckpoint, ValidatedEarlyStopping
+from seglab.engine.fit import fit
+from seglab.engine.stopping import StopConditions
+from seglab.runs import Run, read_csv
+
+UNUSED = Path("unused.ckpt")  # where a stop inside an epoch would save: none happens here
+
+
+def test_every_second_epoch_and_the_last_validate_and_only_they_can_be_best(
+    tmp_path, tiny_overrides
+):
+    cfg = load_config(None, [*tiny_overrides, "train.epochs=5", "train.val_every=2"])
+    run = Run.create(tmp_path, "every2")
+    result = fit(cfg, run, prepare_data(cfg))
+    rows = read_csv(run.file("history.csv"))
+    assert [r["epoch"] for r in rows] == ["1", "2", "3", "4", "5"]
+    validated = [r["epoch"] for r in rows if r["val_iou"]]
+    assert validated == ["2", "4", "5"]
+    # the skipped epochs carry no validation figures (not the previous epoch's) but do train
+    assert all(not r["val_loss"] and not r["val_dice"] and r["train_loss"] for r in rows[::2][:2])
+    best = torch.load(run.checkpoints / "best.ckpt", weights_only=True)
+    scores = {int(r["epoch"]): float(r["val_iou"]) for r in rows if r["val_iou"]}
+    assert best["epoch"] + 1 in scores
+    assert result.best_epoch == max(scores, key=scores.get)
+    assert result.best_val_iou == pytest.approx(max(scores.values()))
+    assert torch.load(run.checkpoints / "last.ckpt", weights_only=True)["epoch"] == 4
+
+
+def test_early_stopping_patience_counts_validations_not_epochs(tmp_path, tiny_overrides):
+    # min_delta 1.0: no validation after the first can improve val_iou
+    overrides = [
+        "train.epochs=9",
+        "train.val_every=2",
+        "train.early_stopping.patience=2",
+        "train.early_stopping.min_delta=1.0",
+    ]
+    cfg = load_config(None, [*tiny_overrides, *overrides])
+    run = Run.create(tmp_path, "early")
+    result = fit(cfg, run, prepare_data(cfg))
+    # validations after epochs 2, 4 and 6: the third is the second without improvement
+    # (judged at the end of every epoch, it would find no val_iou after epoch 1)
+    assert result.epochs_run == 6
+    assert result.stopped_because.startswith("early stopping")
+
+
+def _planner(budget_s: float, elapsed_s: float, slowest_epoch_s: float) -> StopConditions:
+    stops = StopConditions(UNUSED, budget_s=budget_s, val_every=3)
+    stops._start = time.monotonic() - elapsed_s
+    stops._slowest_epoch = slowest_epoch_s
+    return stops
+
+
+@pytest.mark.parametrize(
+    ("epoch", "elapsed", "slowest", "validates"),
+    [
+        (2, 10.0, 10.0, True),  # the third epoch: every third validates
+        (0, 0.0, 0.0, True),  # the first: how long an epoch takes is not known yet
+        (3, 40.0, 10.0, False),  # 55 s left (100 s less a 5 s reserve): room for more
+        (3, 73.0, 10.0, False),  # 22 s left: after a 10 s epoch 12 s >= 1.1 x 10 s, one more
+        (3, 75.0, 10.0, True),  # 20 s left: after this epoch < 1.1 x 10 s may be left
+        (98, 0.0, 1.0, True),  # the last of train.epochs = 99
+    ],
+)
+def test_under_a_budget_the_epochs_that_may_be_the_last_validate(
+    epoch, elapsed, slowest, validates
+):
+    stops = _planner(100.0, elapsed, slowest)
+    trainer = SimpleNamespace(current_epoch=epoch, max_epochs=99)
+    assert stops.validates(trainer, time.monotonic()) is validates
+
+
+def test_without_a_budget_only_every_nth_and_the_last_validate():
+    stops = StopConditions(UNUSED, val_every=3)
+    plan = [stops.validates(SimpleNamespace(current_epoch=e, max_epochs=7), 0.0) for e in range(7)]
+    assert plan == [False, False, True, False, False, True, True]
+
+
+def test_the_gated_callbacks_resume_the_state_of_lightnings_own():
+    ours = BestCheckpoint(monitor="val_iou", mode="max").state_key
+    assert ours == ModelCheckpoint(monitor="val_iou", mode="max").state_key
+    ours = ValidatedEarlyStopping(monitor="val_iou", mode="max").state_key
+    assert ours == EarlyStopping(monitor="val_iou", mode="max").state_key
