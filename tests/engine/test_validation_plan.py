@@ -92,3 +92,18 @@ def test_the_gated_callbacks_resume_the_state_of_lightnings_own():
     assert ours == ModelCheckpoint(monitor="val_iou", mode="max").state_key
     ours = ValidatedEarlyStopping(monitor="val_iou", mode="max").state_key
     assert ours == EarlyStopping(monitor="val_iou", mode="max").state_key
+
+
+def test_the_typical_epoch_averages_whole_cycles_of_validated_and_plain_epochs():
+    stops = StopConditions(UNUSED, budget_s=600.0, val_every=2)
+    stops._epoch_times = [40.0, 33.0, 23.0]  # warm-up, validated, plain
+    assert stops._typical_epoch() == pytest.approx(28.0)
+    stops._epoch_times.append(34.0)  # the last whole cycle: plain, validated
+    assert stops._typical_epoch() == pytest.approx(28.5)
+    stops._epoch_times.append(23.0)
+    assert stops._typical_epoch() == pytest.approx((33 + 23 + 34 + 23) / 4)
+    stops._epoch_times = [40.0, 33.0]  # less than a cycle: what there is
+    assert stops._typical_epoch() == pytest.approx(33.0)
+    every_epoch = StopConditions(UNUSED, budget_s=600.0)
+    every_epoch._epoch_times = [40.0, 33.0, 23.0]
+    assert every_epoch._typical_epoch() == 33.0  # val_every 1 keeps the median

@@ -159,15 +159,19 @@ class StopConditions(L.Callback):
             self._fit_schedule(trainer, planned)
 
     def _typical_epoch(self) -> float:
-        """The median epoch so far; with ``val_every`` > 1 the mean after the first.
+        """The median epoch so far; with ``val_every`` > 1 the mean of whole cycles.
 
-        Epochs with and without validation alternate then, and the median of such a mix is
-        either kind; the first epoch is left out as it also warms up (and always validates).
+        Epochs with and without validation alternate then: the median of such a mix is
+        either kind, and a mean over a part of a cycle swings from epoch to epoch. The
+        mean is over the last whole cycles of ``val_every`` epochs after the first (which
+        also warms up and, under a budget, always validates).
         """
         times = self._epoch_times
         if self.val_every == 1:
             return statistics.median(times)
-        return statistics.mean(times[1:] or times)
+        later = times[1:] or times
+        whole = len(later) // self.val_every * self.val_every
+        return statistics.mean(later[len(later) - whole :] if whole else later)
 
     def _planned_epochs(self, trainer: L.Trainer, now: float, typical_epoch: float) -> int:
         """The epochs the run will have trained when the budget ends it.
