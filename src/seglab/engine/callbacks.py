@@ -138,7 +138,7 @@ def validation_planned(trainer: L.Trainer) -> bool:
 
 
 class _AfterValidation:
-    """Acts at an epoch's end only if that epoch validated, when it watches a ``val_`` metric.
+    """Acts at an epoch's end only if that epoch validates, when it watches a ``val_`` metric.
 
     With ``train.val_every`` > 1 some epochs do not validate, and Lightning's logged
     metrics still hold the previous validation's figures: such an epoch would be judged by
@@ -146,7 +146,6 @@ class _AfterValidation:
     """
 
     monitor: str | None
-    _validated_epoch = -1
 
     @property
     def state_key(self) -> str:
@@ -155,14 +154,8 @@ class _AfterValidation:
         lightning = next(c for c in type(self).__mro__ if c.__module__.startswith("lightning"))
         return super().state_key.replace(type(self).__qualname__, lightning.__qualname__, 1)  # type: ignore[misc]
 
-    def on_validation_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        if not trainer.sanity_checking:
-            self._validated_epoch = trainer.current_epoch
-        super().on_validation_end(trainer, module)  # type: ignore[misc]
-
     def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
-        watches_validation = (self.monitor or "").startswith("val_")
-        if watches_validation and self._validated_epoch != trainer.current_epoch:
+        if (self.monitor or "").startswith("val_") and not validation_planned(trainer):
             return
         super().on_train_epoch_end(trainer, module)  # type: ignore[misc]
 
