@@ -1,6 +1,6 @@
 """Mean and spread over seeds of ``bench/quality.py`` results, as a Markdown table.
 
-    python bench/quality_table.py bench/results/quality.jsonl [more.jsonl ...]
+    python bench/quality_table.py bench/results/quality.jsonl [more.jsonl ...] [--seeds]
 
 One row per (config, budget, precision, system): the number of runs, test IoU and Dice
 (dataset-level, foreground) as mean ± sample standard deviation, the mean per
@@ -9,13 +9,18 @@ step (``reference_step_ms``, "-" in records made before the harness measured it:
 x % slower trains about x % fewer steps in a budget); then seglab's IoU minus each peer's.
 (Epochs, not steps: before last.ckpt followed every epoch, a record's ``steps`` counted
 only up to the last epoch that improved the validation IoU.)
+
+``--seeds`` adds one row per run: the kept checkpoint's validation IoU at the threshold
+tuned there (with the config's TTA: what the configs' settings were chosen by), its test
+IoU, the epochs trained, the epoch it was kept from and the tuned threshold; then the mean
+over the group's runs.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import statistics
-import sys
 from collections import defaultdict
 
 
@@ -40,13 +45,61 @@ def reference(rows: list[dict]) -> str:
     return f"{statistics.mean(values):.0f}{count}"
 
 
+def number(value: float | None, digits: int) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+# overrides every harness run carries, or that the system column already says
+BOOKKEEPING = ("data.root=", "seed=", "data.split.seed=", "train.progress=", "model.name=peer_")
+
+
+def settings(record: dict) -> str:
+    """The ``--set`` overrides of a run that change what it trains (``-``: the config's own)."""
+    changed = [o for o in record.get("overrides") or [] if not o.startswith(BOOKKEEPING)]
+    return ", ".join(f"`{o}`" for o in changed) or "-"
+
+
+def per_seed(records: list[dict]) -> None:
+    """One row per run, then the mean over the runs of each (config, budget, precision,
+    system, settings); ``-`` where a record lacks the value (older or re-evaluated)."""
+    print(
+        "| config | system | settings | seed | val IoU at the tuned threshold | test IoU "
+        "| epochs | best epoch | threshold |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    runs: dict[tuple[str, str, str, str, str], list[dict]] = defaultdict(list)
+    for r in records:
+        runs[
+            (r["config"], r["budget"], r.get("precision") or "-", r["system"], settings(r))
+        ].append(r)
+    for (config, _, _, system, changed), rows in sorted(runs.items()):
+        for r in sorted(rows, key=lambda r: r["seed"]):
+            print(
+                f"| {config} | {system} | {changed} | {r['seed']} "
+                f"| {number(r.get('val_iou'), 4)} | {r['test_iou']:.4f} "
+                f"| {number(r.get('epochs'), 0)} | {number(r.get('best_epoch'), 0)} "
+                f"| {number(r.get('threshold'), 2)} |"
+            )
+        val = mean_of(rows, "val_iou")
+        print(
+            f"| {config} | {system} | {changed} | mean | {'-' if val != val else f'{val:.4f}'} "
+            f"| {mean_of(rows, 'test_iou'):.4f} | {mean_of(rows, 'epochs'):.1f} | | |"
+        )
+
+
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("files", nargs="+", help="bench/quality.py --out files")
+    parser.add_argument("--seeds", action="store_true", help="also one row per run")
+    args = parser.parse_args()
     groups: dict[tuple[str, str, str, str], list[dict]] = defaultdict(list)
-    for path in sys.argv[1:]:
+    records: list[dict] = []
+    for path in args.files:
         with open(path) as fh:
             for line in fh:
                 if line.strip():
                     r = json.loads(line)
+                    records.append(r)
                     # records from before the harness wrote the precision: "-"
                     key = (r["config"], r["budget"], r.get("precision") or "-", r["system"])
                     groups[key].append(r)
@@ -74,6 +127,9 @@ def main() -> None:
         )
         where = f"{config} {budget}" + ("" if precision == "-" else f" {precision}")
         print(f"{where}: seglab - {system} = {gap:+.4f} test IoU (goal >= +0.03)")
+    if args.seeds:
+        print()
+        per_seed(records)
 
 
 if __name__ == "__main__":
