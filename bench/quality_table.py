@@ -13,13 +13,14 @@ only up to the last epoch that improved the validation IoU.)
 ``--seeds`` adds one row per run: the kept checkpoint's validation IoU at the threshold
 tuned there (with the config's TTA: what the configs' settings were chosen by), its test
 IoU, the epochs trained, the epoch it was kept from and the tuned threshold; then the mean
-over the group's runs.
+over the runs of each setting.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import statistics
 from collections import defaultdict
 
@@ -46,7 +47,14 @@ def reference(rows: list[dict]) -> str:
 
 
 def number(value: float | None, digits: int) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
+    """``value`` rounded, or ``-`` where a record lacks it (None, or nan from ``mean_of``)."""
+    return "-" if value is None or math.isnan(value) else f"{value:.{digits}f}"
+
+
+def group_key(record: dict) -> tuple[str, str, str, str]:
+    """(config, budget, precision, system); "-" for records from before the harness wrote
+    the precision."""
+    return (record["config"], record["budget"], record.get("precision") or "-", record["system"])
 
 
 # overrides every harness run carries, or that the system column already says
@@ -59,7 +67,7 @@ def settings(record: dict) -> str:
     return ", ".join(f"`{o}`" for o in changed) or "-"
 
 
-def per_seed(records: list[dict]) -> None:
+def per_seed(groups: dict[tuple[str, str, str, str], list[dict]]) -> None:
     """One row per run, then the mean over the runs of each (config, budget, precision,
     system, settings); ``-`` where a record lacks the value (older or re-evaluated)."""
     print(
@@ -68,10 +76,9 @@ def per_seed(records: list[dict]) -> None:
     )
     print("|---|---|---|---|---|---|---|---|---|")
     runs: dict[tuple[str, str, str, str, str], list[dict]] = defaultdict(list)
-    for r in records:
-        runs[
-            (r["config"], r["budget"], r.get("precision") or "-", r["system"], settings(r))
-        ].append(r)
+    for key, rows in groups.items():
+        for r in rows:
+            runs[(*key, settings(r))].append(r)
     for (config, _, _, system, changed), rows in sorted(runs.items()):
         for r in sorted(rows, key=lambda r: r["seed"]):
             print(
@@ -80,9 +87,8 @@ def per_seed(records: list[dict]) -> None:
                 f"| {number(r.get('epochs'), 0)} | {number(r.get('best_epoch'), 0)} "
                 f"| {number(r.get('threshold'), 2)} |"
             )
-        val = mean_of(rows, "val_iou")
         print(
-            f"| {config} | {system} | {changed} | mean | {'-' if val != val else f'{val:.4f}'} "
+            f"| {config} | {system} | {changed} | mean | {number(mean_of(rows, 'val_iou'), 4)} "
             f"| {mean_of(rows, 'test_iou'):.4f} | {mean_of(rows, 'epochs'):.1f} | | |"
         )
 
@@ -93,16 +99,12 @@ def main() -> None:
     parser.add_argument("--seeds", action="store_true", help="also one row per run")
     args = parser.parse_args()
     groups: dict[tuple[str, str, str, str], list[dict]] = defaultdict(list)
-    records: list[dict] = []
     for path in args.files:
         with open(path) as fh:
             for line in fh:
                 if line.strip():
                     r = json.loads(line)
-                    records.append(r)
-                    # records from before the harness wrote the precision: "-"
-                    key = (r["config"], r["budget"], r.get("precision") or "-", r["system"])
-                    groups[key].append(r)
+                    groups[group_key(r)].append(r)
     print(
         "| config | budget | precision | system | runs | test IoU | test Dice | per-image IoU "
         "| epochs | fit s | reference step ms |"
@@ -129,7 +131,7 @@ def main() -> None:
         print(f"{where}: seglab - {system} = {gap:+.4f} test IoU (goal >= +0.03)")
     if args.seeds:
         print()
-        per_seed(records)
+        per_seed(groups)
 
 
 if __name__ == "__main__":
