@@ -151,3 +151,7 @@ def test_plateau_on_a_validation_metric_needs_every_epoch_validated():
     assert "\n" not in str(info.value)
     cfg = load_config(None, ["train.val_every=2", "schedule.name=plateau", "schedule.monitor=x"])
     assert cfg.train.val_every == 2
+    with pytest.raises(SeglabError, match="train.val_from is 0.5: set train.val_from: 0"):
+        load_config(None, ["train.val_from=0.5", "schedule.name=plateau"])
+    with pytest.raises(SeglabError, match="val_from"):
+        load_config(None, ["train.val_from=1.0"])

@@ -286,6 +286,11 @@ class TrainConfig(Section):
     # and each that may be the last the budget allows); best.ckpt and early stopping then
     # judge only the validated epochs
     val_every: int = Field(1, ge=1, le=100_000)
+    # validate only once this fraction of the run has passed (of train.time_budget, or of
+    # train.epochs, whichever comes first), and the first epoch (so that a broken validation
+    # shows at once): under a short budget the early epochs are rarely the best, and their
+    # validation is time not trained. 0: from the start
+    val_from: float = Field(0.0, ge=0.0, lt=1.0)
     early_stopping: EarlyStopConfig | None = None
     checkpoint: CheckpointConfig = CheckpointConfig()
     guard: GuardConfig = GuardConfig()
@@ -354,10 +359,14 @@ class Config(Section):
     @model_validator(mode="after")
     def _plateau_needs_every_validation(self) -> Config:
         s = self.schedule
-        if self.train.val_every > 1 and s.name == "plateau" and s.monitor.startswith("val_"):
+        t = self.train
+        skips = {"val_every": t.val_every > 1, "val_from": t.val_from > 0}
+        key = next((k for k, on in skips.items() if on), None)
+        if key and s.name == "plateau" and s.monitor.startswith("val_"):
+            fix = {"val_every": 1, "val_from": 0}[key]
             raise ValueError(
-                f"schedule plateau watches {s.monitor} after every epoch, but train.val_every "
-                f"is {self.train.val_every}: set train.val_every: 1 or a training metric as "
+                f"schedule plateau watches {s.monitor} after every epoch, but train.{key} "
+                f"is {getattr(t, key):g}: set train.{key}: {fix} or a training metric as "
                 "schedule.monitor (e.g. train_loss)"
             )
         return self

@@ -38,6 +38,16 @@ def test_every_second_epoch_and_the_last_validate_and_only_they_can_be_best(
     assert torch.load(run.checkpoints / "last.ckpt", weights_only=True)["epoch"] == 4
 
 
+def test_val_from_skips_the_early_epochs_after_the_first(tmp_path, tiny_overrides):
+    cfg = load_config(None, [*tiny_overrides, "train.epochs=6", "train.val_from=0.5"])
+    run = Run.create(tmp_path, "from_half")
+    result = fit(cfg, run, prepare_data(cfg))
+    rows = read_csv(run.file("history.csv"))
+    assert [r["epoch"] for r in rows if r["val_iou"]] == ["1", "4", "5", "6"]
+    scores = {int(r["epoch"]): float(r["val_iou"]) for r in rows if r["val_iou"]}
+    assert result.best_epoch == max(scores, key=scores.get)
+
+
 def test_early_stopping_patience_counts_validations_not_epochs(tmp_path, tiny_overrides):
     # min_delta 1.0: no validation after the first can improve val_iou
     overrides = [
@@ -85,6 +95,75 @@ def test_without_a_budget_only_every_nth_and_the_last_validate():
     stops = StopConditions(UNUSED, val_every=3)
     plan = [stops.validates(SimpleNamespace(current_epoch=e, max_epochs=7), 0.0) for e in range(7)]
     assert plan == [False, False, True, False, False, True, True]
+
+
+def test_with_val_from_the_first_and_the_epochs_after_that_fraction_validate():
+    half = StopConditions(UNUSED, val_from=0.5)
+    plan = [half.validates(SimpleNamespace(current_epoch=e, max_epochs=8), 0.0) for e in range(8)]
+    assert plan == [True, False, False, False, True, True, True, True]
+    every2 = StopConditions(UNUSED, val_every=2, val_from=0.5)
+    plan = [every2.validates(SimpleNamespace(current_epoch=e, max_epochs=8), 0.0) for e in range(8)]
+    assert plan == [True, False, False, False, False, True, False, True]
+
+
+@pytest.mark.parametrize(
+    ("elapsed", "validates"),
+    [(30.0, False), (59.0, False), (60.0, True), (80.0, True)],
+)
+def test_under_a_budget_val_from_counts_the_budgets_time(elapsed, validates):
+    # 100 s budget, val_from 0.6: from 60 s on, or from epoch 60 of 100, whichever is first
+    stops = StopConditions(UNUSED, budget_s=100.0, val_from=0.6)
+    stops._start = time.monotonic() - elapsed
+    stops._slowest_epoch = 5.0
+    trainer = SimpleNamespace(current_epoch=3, max_epochs=100)
+    assert stops.validates(trainer, time.monotonic()) is validates
+    trainer.current_epoch = 60  # past 0.6 of train.epochs: validates whatever the clock says
+    assert stops.validates(trainer, time.monotonic()) is True
+
+
+def test_a_budget_with_val_from_plans_plain_then_validated_epochs(monkeypatch):
+    # epochs train 6 s and validate 4 s; a 100 s budget (95 s less the reserve) and
+    # val_from 0.5: after the first, plain epochs until 50 s, then validated ones
+    from seglab.engine import stopping
+    from seglab.engine.callbacks import validation_planned
+    from seglab.engine.optim import build_optimizer, build_scheduler
+
+    cfg = load_config(None, ["train.epochs=1000"])
+    sched = build_scheduler(build_optimizer(torch.nn.Linear(2, 1), cfg), cfg)["scheduler"]
+    trainer = SimpleNamespace(
+        current_epoch=0,
+        max_epochs=1000,
+        should_stop=False,
+        sanity_checking=False,
+        check_val_every_n_epoch=1,
+        lr_scheduler_configs=[SimpleNamespace(scheduler=sched)],
+    )
+    clock = [0.0]
+    monkeypatch.setattr(stopping.time, "monotonic", lambda: clock[0])
+    stops = StopConditions(UNUSED, budget_s=100.0, fit_schedule=True, val_from=0.5)
+    stops.setup(trainer, None, "fit")
+    stops.teardown(trainer, None, "fit")
+    validated, horizons = [], []
+    while not trainer.should_stop:
+        stops.on_train_epoch_start(trainer, None)
+        start = clock[0]
+        clock[0] += 6.0
+        if validation_planned(trainer):
+            validated.append(trainer.current_epoch + 1)
+            stops.on_validation_start(trainer, None)
+            clock[0] += 4.0
+            stops.on_validation_end(trainer, None)
+        sched.step()
+        stops.on_train_epoch_end(trainer, None)
+        horizons.append(sched.lr_lambdas[0].epochs)
+        assert start < 50.0 or trainer.current_epoch + 1 in validated
+        trainer.current_epoch += 1
+    # epochs start at 0, 10, 16, ..., 46 (plain from the second to 50 s), 52, 62, 72, 82;
+    # after the one ending at 92 less than 1.1 x 10 s is left
+    assert trainer.current_epoch == 12
+    assert validated == [1, 9, 10, 11, 12]
+    # the schedule ends with the last epoch the budget allows, planned so from the first
+    assert set(horizons[:-1]) == {12}
 
 
 def test_the_gated_callbacks_resume_the_state_of_lightnings_own():

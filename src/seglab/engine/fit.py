@@ -125,6 +125,7 @@ def fit(
         leave_sigusr1=on_slurm,
         fit_schedule=cfg.schedule.fit_budget,
         val_every=cfg.train.val_every,
+        val_from=cfg.train.val_from,
     )
     callbacks: list[L.Callback] = [
         DataProgress(sampler, cfg.train.batch_size, skip_done=_single_process(cfg)),

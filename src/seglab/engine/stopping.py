@@ -7,10 +7,11 @@ decided at the end of an epoch lets Lightning save the end-of-epoch checkpoint;
 so does one noticed at an epoch's last batch, after that epoch's validation (a
 signal then waits for one validation pass, a budget overruns by one).
 
-With ``val_every`` > 1 it also plans which epochs validate: every ``val_every``-th, the
-last of ``max_epochs``, and, under a time budget, the first and every epoch after which
-the budget may not leave room for another, so that the epoch a budget ends with is
-validated and can be the best checkpoint.
+With ``val_every`` > 1 or ``val_from`` > 0 it also plans which epochs validate: every
+``val_every``-th once ``val_from`` of the run has passed, the last of ``max_epochs``,
+and, under a time budget, the first and every epoch after which the budget may not
+leave room for another, so that the epoch a budget ends with is validated and can be
+the best checkpoint.
 """
 
 from __future__ import annotations
@@ -50,6 +51,7 @@ class StopConditions(L.Callback):
         leave_sigusr1: bool = False,
         fit_schedule: bool = False,
         val_every: int = 1,
+        val_from: float = 0.0,
     ) -> None:
         self.checkpoint = checkpoint
         self.budget_s = budget_s
@@ -57,6 +59,7 @@ class StopConditions(L.Callback):
         self.leave_sigusr1 = leave_sigusr1  # on SLURM Lightning saves and requeues on SIGUSR1
         self.fit_schedule = fit_schedule  # shorten a decaying schedule to the budget
         self.val_every = val_every  # validate every n-th epoch (and the last ones)
+        self.val_from = val_from  # and only after this fraction of the budget or epochs
         self.reason: str | None = None
         self._signal: str | None = None
         self._start = time.monotonic()
@@ -64,6 +67,10 @@ class StopConditions(L.Callback):
         self._slowest_batch = 0.0
         self._slowest_epoch = 0.0
         self._epoch_times: list[float] = []
+        self._train_times: list[float] = []  # the epochs' times less their validation
+        self._val_times: list[float] = []
+        self._val_start = self._start
+        self._val_seconds: tuple[int, float] | None = None  # (epoch, seconds) of the last
         self._last_batch_end = self._start
         self._previous: dict[int, object] = {}
 
@@ -103,26 +110,46 @@ class StopConditions(L.Callback):
 
     def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         self._epoch_start = self._last_batch_end = time.monotonic()
-        if self.val_every > 1:
+        if self.plans_validation:
             (validate,) = _from_rank_zero(trainer, (self.validates(trainer, self._epoch_start),))
             # Lightning validates when (epoch + 1) % check_val_every_n_epoch == 0
             trainer.check_val_every_n_epoch = 1 if validate else trainer.current_epoch + 2
 
-    def validates(self, trainer: L.Trainer, now: float) -> bool:
-        """Whether the epoch starting now validates (with ``val_every`` > 1).
+    @property
+    def plans_validation(self) -> bool:
+        """Whether some epochs skip validation (``val_every`` > 1 or ``val_from`` > 0)."""
+        return self.val_every > 1 or self.val_from > 0
 
-        Every ``val_every``-th epoch and the last of ``max_epochs`` do. Under a time budget
-        so do the first (how long an epoch takes is not known yet) and any after which the
-        time left may not allow another: the run stops after an epoch when less than
-        1.1 x its slowest epoch is left, so an epoch starting with less than 2.1 x that
-        may be the last.
+    def validates(self, trainer: L.Trainer, now: float) -> bool:
+        """Whether the epoch starting now validates (with ``val_every`` > 1 or ``val_from``).
+
+        Every ``val_every``-th epoch once ``val_from`` of the run has passed (that fraction
+        of the time budget or of ``max_epochs``, whichever comes first) and the last of
+        ``max_epochs`` do. With ``val_from`` > 0 so does the first, so that a validation
+        that fails, fails at once. Under a time budget so do the first (how long an epoch
+        takes is not known yet) and any after which the time left may not allow another:
+        the run stops after an epoch when less than 1.1 x its slowest epoch is left, so an
+        epoch starting with less than 2.1 x that may be the last.
         """
         epoch = trainer.current_epoch
-        if (epoch + 1) % self.val_every == 0 or epoch + 1 >= (trainer.max_epochs or 0):
+        max_epochs = trainer.max_epochs or 0
+        if epoch + 1 >= max_epochs or (epoch == 0 and self.val_from > 0):
             return True
-        if self.budget_s is None:
-            return False
-        return self._slowest_epoch == 0.0 or self._left(now) < 2.1 * self._slowest_epoch
+        if self.budget_s is not None and (
+            self._slowest_epoch == 0.0 or self._left(now) < 2.1 * self._slowest_epoch
+        ):
+            return True
+        started = epoch >= self.val_from * max_epochs or (
+            self.budget_s is not None and now - self._start >= self.val_from * self.budget_s
+        )
+        return started and (epoch + 1) % self.val_every == 0
+
+    def on_validation_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        self._val_start = time.monotonic()
+
+    def on_validation_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self._val_seconds = (trainer.current_epoch, time.monotonic() - self._val_start)
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:  # noqa: ANN001
         now = time.monotonic()
@@ -146,8 +173,8 @@ class StopConditions(L.Callback):
         if self.budget_s is not None and trainer.current_epoch + 1 < (trainer.max_epochs or 0):
             out_of_time = self._left(now) < 1.1 * self._slowest_epoch
             if not out_of_time and self.fit_schedule:
-                self._epoch_times.append(last_epoch)
-                planned = self._planned_epochs(trainer, now, self._typical_epoch())
+                self._record(trainer.current_epoch, last_epoch)
+                planned = self._planned_epochs(trainer, now)
             # every rank's clock differs a little: rank 0 decides for all, so that no rank
             # stops or trains at another rate alone
             out_of_time, planned = _from_rank_zero(trainer, (out_of_time, planned))
@@ -157,6 +184,14 @@ class StopConditions(L.Callback):
             self._stop_at_epoch_end(trainer, f"time budget {self.budget_text} (cut short)")
         elif planned is not None:
             self._fit_schedule(trainer, planned)
+
+    def _record(self, epoch: int, seconds: float) -> None:
+        """Keep an epoch's time, and apart its training and validation parts."""
+        self._epoch_times.append(seconds)
+        val = self._val_seconds[1] if self._val_seconds and self._val_seconds[0] == epoch else 0.0
+        self._train_times.append(max(seconds - val, 0.0))
+        if val:
+            self._val_times.append(val)
 
     def _typical_epoch(self) -> float:
         """The median epoch so far; with ``val_every`` > 1 the mean of whole cycles.
@@ -173,14 +208,23 @@ class StopConditions(L.Callback):
         whole = len(later) // self.val_every * self.val_every
         return statistics.mean(later[len(later) - whole :] if whole else later)
 
-    def _planned_epochs(self, trainer: L.Trainer, now: float, typical_epoch: float) -> int:
+    def _planned_epochs(self, trainer: L.Trainer, now: float) -> int:
         """The epochs the run will have trained when the budget ends it.
 
         An epoch starts while the time left is at least 1.1 x the slowest epoch so far; with
-        every further epoch as long as the median one so far, that allows ``more`` of them.
+        every further epoch as long as the typical one so far (``_typical_epoch``), that
+        allows ``more`` of them. With ``val_from`` > 0 the epochs before validation starts
+        take the median training time, and those after it that plus a ``val_every``-th of
+        the median validation.
         """
         slack = self._left(now) - 1.1 * self._slowest_epoch
-        more = int(slack // max(typical_epoch, 1e-6)) + 1
+        if self.val_from > 0 and self.budget_s is not None:
+            train = max(statistics.median(self._train_times), 1e-6)
+            val = statistics.median(self._val_times) if self._val_times else 0.0
+            plain = min(max(self.val_from * self.budget_s - (now - self._start), 0.0), slack)
+            more = int(plain / train + (slack - plain) / (train + val / self.val_every)) + 1
+        else:
+            more = int(slack // max(self._typical_epoch(), 1e-6)) + 1
         return trainer.current_epoch + 1 + more
 
     def _fit_schedule(self, trainer: L.Trainer, planned: int) -> None:
