@@ -359,16 +359,14 @@ class Config(Section):
     @model_validator(mode="after")
     def _plateau_needs_every_validation(self) -> Config:
         s = self.schedule
-        t = self.train
-        skips = {"val_every": t.val_every > 1, "val_from": t.val_from > 0}
-        key = next((k for k, on in skips.items() if on), None)
-        if key and s.name == "plateau" and s.monitor.startswith("val_"):
-            fix = {"val_every": 1, "val_from": 0}[key]
-            raise ValueError(
-                f"schedule plateau watches {s.monitor} after every epoch, but train.{key} "
-                f"is {getattr(t, key):g}: set train.{key}: {fix} or a training metric as "
-                "schedule.monitor (e.g. train_loss)"
-            )
+        for key, every_epoch in (("val_every", 1), ("val_from", 0)):
+            value = getattr(self.train, key)
+            if value != every_epoch and s.name == "plateau" and s.monitor.startswith("val_"):
+                raise ValueError(
+                    f"schedule plateau watches {s.monitor} after every epoch, but train.{key} "
+                    f"is {value:g}: set train.{key}: {every_epoch} or a training metric as "
+                    "schedule.monitor (e.g. train_loss)"
+                )
         return self
 
     def to_dict(self) -> dict[str, Any]:

@@ -70,7 +70,7 @@ class StopConditions(L.Callback):
         self._train_times: list[float] = []  # the epochs' times less their validation
         self._val_times: list[float] = []
         self._val_start = self._start
-        self._val_seconds: tuple[int, float] | None = None  # (epoch, seconds) of the last
+        self._val_seconds = 0.0  # the current epoch's validation
         self._last_batch_end = self._start
         self._previous: dict[int, object] = {}
 
@@ -110,6 +110,7 @@ class StopConditions(L.Callback):
 
     def on_train_epoch_start(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         self._epoch_start = self._last_batch_end = time.monotonic()
+        self._val_seconds = 0.0
         if self.plans_validation:
             (validate,) = _from_rank_zero(trainer, (self.validates(trainer, self._epoch_start),))
             # Lightning validates when (epoch + 1) % check_val_every_n_epoch == 0
@@ -149,7 +150,7 @@ class StopConditions(L.Callback):
 
     def on_validation_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         if not trainer.sanity_checking:
-            self._val_seconds = (trainer.current_epoch, time.monotonic() - self._val_start)
+            self._val_seconds = time.monotonic() - self._val_start
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:  # noqa: ANN001
         now = time.monotonic()
@@ -173,7 +174,7 @@ class StopConditions(L.Callback):
         if self.budget_s is not None and trainer.current_epoch + 1 < (trainer.max_epochs or 0):
             out_of_time = self._left(now) < 1.1 * self._slowest_epoch
             if not out_of_time and self.fit_schedule:
-                self._record(trainer.current_epoch, last_epoch)
+                self._record(last_epoch)
                 planned = self._planned_epochs(trainer, now)
             # every rank's clock differs a little: rank 0 decides for all, so that no rank
             # stops or trains at another rate alone
@@ -185,13 +186,12 @@ class StopConditions(L.Callback):
         elif planned is not None:
             self._fit_schedule(trainer, planned)
 
-    def _record(self, epoch: int, seconds: float) -> None:
+    def _record(self, seconds: float) -> None:
         """Keep an epoch's time, and apart its training and validation parts."""
         self._epoch_times.append(seconds)
-        val = self._val_seconds[1] if self._val_seconds and self._val_seconds[0] == epoch else 0.0
-        self._train_times.append(max(seconds - val, 0.0))
-        if val:
-            self._val_times.append(val)
+        self._train_times.append(max(seconds - self._val_seconds, 0.0))
+        if self._val_seconds:
+            self._val_times.append(self._val_seconds)
 
     def _typical_epoch(self) -> float:
         """The median epoch so far; with ``val_every`` > 1 the mean of whole cycles.
@@ -218,7 +218,7 @@ class StopConditions(L.Callback):
         the median validation.
         """
         slack = self._left(now) - 1.1 * self._slowest_epoch
-        if self.val_from > 0 and self.budget_s is not None:
+        if self.val_from > 0:  # called under a budget only
             train = max(statistics.median(self._train_times), 1e-6)
             val = statistics.median(self._val_times) if self._val_times else 0.0
             plain = min(max(self.val_from * self.budget_s - (now - self._start), 0.0), slack)
