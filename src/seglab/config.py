@@ -152,9 +152,10 @@ class ModelConfig(Section):
     base_channels: int = Field(16, ge=2, le=1024)
     norm: Literal["batch", "instance", "group", "none"] = "batch"
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
-    # unet options (se_unet / attention_unet switch them on)
+    # unet options (se_unet / attention_unet / res_unet switch them on)
     se: bool = False
     attention: bool = False
+    residual: bool = False  # residual conv blocks: each adds its input (1x1-projected) back
     # timm encoders (timm_unet, convnext_unet, coatnet_unet, deeplabv3plus); None = family default
     encoder: str | None = Field(None, min_length=1, max_length=128)
     pretrained: bool = False

@@ -10,6 +10,7 @@ import torch
 from seglab.config import ModelConfig
 from seglab.errors import SeglabError
 from seglab.models import encoders
+from seglab.models.blocks import ConvBlock, ResidualConvBlock
 from seglab.models.registry import create_model
 from seglab.models.spectral import SincSpectral
 
@@ -89,6 +90,29 @@ def test_deep_supervision_off_leaves_the_baseline_unet_unchanged():
     assert set(create_model(ModelConfig(deep_supervision=True)).state_dict()) > set(
         base.state_dict()
     )
+
+
+def test_residual_block_adds_its_first_convolution_back():
+    torch.manual_seed(0)
+    block = ResidualConvBlock(3, 8).eval()
+    x = torch.randn(2, 3, 16, 16)
+    first = block.conv1(x)
+    assert not torch.allclose(block(x), first)
+    torch.nn.init.zeros_(block.conv2[0].weight)  # second convolution silenced: only the shortcut
+    assert torch.allclose(block(x), first)
+    assert not torch.allclose(ConvBlock(3, 8).eval()(x), first)
+
+
+def test_res_unet_has_the_unets_weights_count_and_a_residual_block_at_every_stage():
+    plain = create_model(ModelConfig(depth=3, base_channels=4))
+    residual = create_model(ModelConfig(name="res_unet", depth=3, base_channels=4))
+    count = sum(p.numel() for p in plain.parameters())
+    assert sum(p.numel() for p in residual.parameters()) == count
+    assert sum(isinstance(m, ResidualConvBlock) for m in residual.modules()) == 2 * 3 + 1
+    assert not any(isinstance(m, ResidualConvBlock) for m in plain.modules())
+    assert create_model(
+        ModelConfig(depth=3, base_channels=4, residual=True)
+    ).state_dict().keys() == (residual.state_dict().keys())
 
 
 def test_sinc_filters_are_band_pass_where_their_cutoffs_say():

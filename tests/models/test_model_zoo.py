@@ -35,6 +35,7 @@ TINY: dict[str, dict] = {
     "unet": dict(depth=2, base_channels=4),
     "se_unet": dict(depth=2, base_channels=4),
     "attention_unet": dict(depth=2, base_channels=4),
+    "res_unet": dict(depth=2, base_channels=4),
     "swin_unet": TRANSFORMER,
     "swinv2_aspp_unet": {**TRANSFORMER, "depths": [1, 1, 1]},
     "timm_unet": dict(encoder="mobilenetv3_small_050", base_channels=4),

@@ -39,6 +39,33 @@ class ConvBlock(nn.Sequential):
         super().__init__(*layers)
 
 
+class ResidualConvBlock(nn.Module):
+    """Two 3x3 convolutions with normalisation and ReLU; the second adds its input back.
+
+    The first convolution changes the channel count, so the shortcut around the second
+    needs no projection: the block costs what :class:`ConvBlock` costs, plus one addition
+    (a pre-activation-free variant of He et al. 2016's basic block). Same interface as
+    :class:`ConvBlock`.
+    """
+
+    def __init__(self, in_ch: int, out_ch: int, norm: str = "batch", dropout: float = 0.0):
+        super().__init__()
+        bias = norm == "none"
+        self.conv1 = nn.Sequential(
+            nn.Conv2d(in_ch, out_ch, 3, padding=1, bias=bias),
+            norm_layer(norm, out_ch),
+            nn.ReLU(inplace=True),
+        )
+        self.conv2 = nn.Sequential(
+            nn.Conv2d(out_ch, out_ch, 3, padding=1, bias=bias), norm_layer(norm, out_ch)
+        )
+        self.dropout = nn.Dropout2d(dropout) if dropout > 0 else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.conv1(x)
+        return self.dropout(F.relu(self.conv2(y) + y))
+
+
 class SqueezeExcite(nn.Module):
     """Squeeze-and-excitation (Hu et al. 2018): channel weights from global average pooling."""
 

@@ -2,7 +2,8 @@
 
 Options: squeeze-excitation after every conv block (``se_unet``, the hyperspectral
 work's "SECompressorUNet" body), additive attention gates on the skip connections
-(``attention_unet``, Oktay et al. 2018) and deep supervision. With all options
+(``attention_unet``, Oktay et al. 2018), residual conv blocks (``res_unet``, as in
+ResUNet, Zhang et al. 2018) and deep supervision. With all options
 off the network is exactly the foundation's baseline (same weights layout, same speed).
 """
 
@@ -17,6 +18,7 @@ from seglab.config import ModelConfig
 from seglab.models.blocks import (
     AttentionGate,
     ConvBlock,
+    ResidualConvBlock,
     SqueezeExcite,
     pad_to_multiple,
     upsample_to,
@@ -48,14 +50,16 @@ class UNet(nn.Module):
         attention: bool = False,
         deep_supervision: bool = False,
         grad_checkpointing: bool = False,
+        residual: bool = False,
     ) -> None:
         super().__init__()
         self.grad_checkpointing = grad_checkpointing
         widths = [base_channels * 2**i for i in range(depth + 1)]
         self.multiple = 2**depth
-        self.stem = ConvBlock(in_channels, widths[0], norm)
+        block = ResidualConvBlock if residual else ConvBlock
+        self.stem = block(in_channels, widths[0], norm)
         self.down = nn.ModuleList(
-            ConvBlock(widths[i], widths[i + 1], norm, dropout if i == depth - 1 else 0.0)
+            block(widths[i], widths[i + 1], norm, dropout if i == depth - 1 else 0.0)
             for i in range(depth)
         )
         self.up = nn.ModuleList(
@@ -63,7 +67,7 @@ class UNet(nn.Module):
             for i in reversed(range(depth))
         )
         self.decode = nn.ModuleList(
-            ConvBlock(2 * widths[i], widths[i], norm, dropout) for i in reversed(range(depth))
+            block(2 * widths[i], widths[i], norm, dropout) for i in reversed(range(depth))
         )
         self.head = nn.Conv2d(widths[0], num_classes, 1)
         # optional parts exist only when switched on, so the baseline's state dict is unchanged
@@ -121,7 +125,7 @@ class UNet(nn.Module):
         return block(x)
 
 
-def _build(cfg: ModelConfig, se: bool, attention: bool) -> UNet:
+def _build(cfg: ModelConfig, se: bool, attention: bool, residual: bool) -> UNet:
     return UNet(
         in_channels=cfg.in_channels,
         num_classes=cfg.num_classes,
@@ -133,21 +137,28 @@ def _build(cfg: ModelConfig, se: bool, attention: bool) -> UNet:
         attention=attention,
         deep_supervision=cfg.deep_supervision,
         grad_checkpointing=cfg.grad_checkpointing,
+        residual=residual,
     )
 
 
 @register_model("unet")
 def build_unet(cfg: ModelConfig) -> UNet:
-    return _build(cfg, cfg.se, cfg.attention)
+    return _build(cfg, cfg.se, cfg.attention, cfg.residual)
 
 
 @register_model("se_unet")
 def build_se_unet(cfg: ModelConfig) -> UNet:
     """U-Net with squeeze-excitation after every conv block."""
-    return _build(cfg, True, cfg.attention)
+    return _build(cfg, True, cfg.attention, cfg.residual)
 
 
 @register_model("attention_unet")
 def build_attention_unet(cfg: ModelConfig) -> UNet:
     """U-Net with attention gates on the skip connections."""
-    return _build(cfg, cfg.se, True)
+    return _build(cfg, cfg.se, True, cfg.residual)
+
+
+@register_model("res_unet")
+def build_res_unet(cfg: ModelConfig) -> UNet:
+    """U-Net whose conv blocks add their input back (residual blocks)."""
+    return _build(cfg, cfg.se, cfg.attention, True)
