@@ -155,7 +155,7 @@ class ModelConfig(Section):
     # unet options (se_unet / attention_unet / res_unet switch them on)
     se: bool = False
     attention: bool = False
-    residual: bool = False  # residual conv blocks: each adds its input (1x1-projected) back
+    residual: bool = False  # each conv block's second convolution adds its input back
     # timm encoders (timm_unet, convnext_unet, coatnet_unet, deeplabv3plus); None = family default
     encoder: str | None = Field(None, min_length=1, max_length=128)
     pretrained: bool = False

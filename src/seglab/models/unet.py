@@ -2,8 +2,8 @@
 
 Options: squeeze-excitation after every conv block (``se_unet``, the hyperspectral
 work's "SECompressorUNet" body), additive attention gates on the skip connections
-(``attention_unet``, Oktay et al. 2018), residual conv blocks (``res_unet``, as in
-ResUNet, Zhang et al. 2018) and deep supervision. With all options
+(``attention_unet``, Oktay et al. 2018), residual conv blocks (``res_unet``: the
+shortcut spans each block's second convolution) and deep supervision. With all options
 off the network is exactly the foundation's baseline (same weights layout, same speed).
 """
 
