@@ -2,11 +2,13 @@
 
     python bench/quality_table.py bench/results/quality.jsonl [more.jsonl ...] [--seeds]
 
-One row per (config, budget, precision, system): the number of runs, test IoU and Dice
+One row per (config, budget, precision, system and its ``--set`` settings, which follow
+the system's name): the number of runs, test IoU and Dice
 (dataset-level, foreground) as mean ± sample standard deviation, the mean per
 image IoU, the epochs trained, the seconds of training loop and the machine's reference
 step (``reference_step_ms``, "-" in records made before the harness measured it: a machine
-x % slower trains about x % fewer steps in a budget); then seglab's IoU minus each peer's.
+x % slower trains about x % fewer steps in a budget); then seglab's IoU minus each peer's
+with the same settings.
 (Epochs, not steps: before last.ckpt followed every epoch, a record's ``steps`` counted
 only up to the last epoch that improved the validation IoU.)
 
@@ -51,10 +53,24 @@ def number(value: float | None, digits: int) -> str:
     return "-" if value is None or math.isnan(value) else f"{value:.{digits}f}"
 
 
-def group_key(record: dict) -> tuple[str, str, str, str]:
-    """(config, budget, precision, system); "-" for records from before the harness wrote
-    the precision."""
-    return (record["config"], record["budget"], record.get("precision") or "-", record["system"])
+Key = tuple[str, str, str, str, str]
+
+
+def group_key(record: dict) -> Key:
+    """(config, budget, precision, system, settings); precision "-" for records from before
+    the harness wrote it."""
+    return (
+        record["config"],
+        record["budget"],
+        record.get("precision") or "-",
+        record["system"],
+        settings(record),
+    )
+
+
+def labelled(system: str, changed: str) -> str:
+    """The system's name, followed by its settings where it has any."""
+    return system if changed == "-" else f"{system}, {changed}"
 
 
 # overrides every harness run carries, or that the system column already says
@@ -67,7 +83,7 @@ def settings(record: dict) -> str:
     return ", ".join(f"`{o}`" for o in changed) or "-"
 
 
-def per_seed(groups: dict[tuple[str, str, str, str], list[dict]]) -> None:
+def per_seed(groups: dict[Key, list[dict]]) -> None:
     """One row per run, then the mean over the runs of each (config, budget, precision,
     system, settings); ``-`` where a record lacks the value (older or re-evaluated)."""
     print(
@@ -75,11 +91,7 @@ def per_seed(groups: dict[tuple[str, str, str, str], list[dict]]) -> None:
         "| epochs | best epoch | threshold |"
     )
     print("|---|---|---|---|---|---|---|---|---|")
-    runs: dict[tuple[str, str, str, str, str], list[dict]] = defaultdict(list)
-    for key, rows in groups.items():
-        for r in rows:
-            runs[(*key, settings(r))].append(r)
-    for (config, _, _, system, changed), rows in sorted(runs.items()):
+    for (config, _, _, system, changed), rows in sorted(groups.items()):
         for r in sorted(rows, key=lambda r: r["seed"]):
             print(
                 f"| {config} | {system} | {changed} | {r['seed']} "
@@ -98,7 +110,7 @@ def main() -> None:
     parser.add_argument("files", nargs="+", help="bench/quality.py --out files")
     parser.add_argument("--seeds", action="store_true", help="also one row per run")
     args = parser.parse_args()
-    groups: dict[tuple[str, str, str, str], list[dict]] = defaultdict(list)
+    groups: dict[Key, list[dict]] = defaultdict(list)
     for path in args.files:
         with open(path) as fh:
             for line in fh:
@@ -110,9 +122,9 @@ def main() -> None:
         "| epochs | fit s | reference step ms |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
-    for (config, budget, precision, system), rows in sorted(groups.items()):
+    for (config, budget, precision, system, changed), rows in sorted(groups.items()):
         print(
-            f"| {config} | {budget} | {precision} | {system} | {len(rows)} "
+            f"| {config} | {budget} | {precision} | {labelled(system, changed)} | {len(rows)} "
             f"| {spread([r['test_iou'] for r in rows])} "
             f"| {spread([r['test_dice'] for r in rows])} "
             f"| {statistics.mean(r['test_image_iou'] for r in rows):.4f} "
@@ -120,14 +132,15 @@ def main() -> None:
             f"| {reference(rows)} |"
         )
     print()
-    for (config, budget, precision, system), rows in sorted(groups.items()):
-        ours = groups.get((config, budget, precision, "seglab"))
+    for (config, budget, precision, system, changed), rows in sorted(groups.items()):
+        ours = groups.get((config, budget, precision, "seglab", changed))
         if system == "seglab" or not ours:
             continue
         gap = statistics.mean(r["test_iou"] for r in ours) - statistics.mean(
             r["test_iou"] for r in rows
         )
         where = f"{config} {budget}" + ("" if precision == "-" else f" {precision}")
+        where += "" if changed == "-" else f" ({changed})"
         print(f"{where}: seglab - {system} = {gap:+.4f} test IoU (goal >= +0.03)")
     if args.seeds:
         print()

@@ -1,0 +1,48 @@
+"""bench/quality_table.py: runs with different ``--set`` settings are never averaged together."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "quality_table.py"
+
+
+def record(system: str, seed: int, test_iou: float, *sets: str) -> dict:
+    return {
+        "config": "lucchi",
+        "system": system,
+        "seed": seed,
+        "budget": "10m",
+        "precision": "bf16-mixed",
+        "overrides": ["data.root=/x", f"data.split.seed={seed}", "train.progress=false", *sets],
+        "epochs": 20,
+        "test_iou": test_iou,
+        "test_dice": test_iou + 0.05,
+        "test_image_iou": test_iou,
+        "val_iou": test_iou + 0.01,
+    }
+
+
+def test_settings_split_the_rows_and_gaps_compare_like_with_like(tmp_path, capsys, monkeypatch):
+    spec = importlib.util.spec_from_file_location("quality_table", SCRIPT)
+    table = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(table)
+    records = [
+        record("seglab", 0, 0.80),
+        record("seglab", 1, 0.82),
+        record("seglab", 0, 0.90, "model.name=res_unet"),
+        record("smp", 0, 0.70),
+        record("smp", 1, 0.72),
+        record("smp", 0, 0.60, "model.name=res_unet"),
+    ]
+    path = tmp_path / "runs.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    monkeypatch.setattr("sys.argv", ["quality_table.py", str(path)])
+    table.main()
+    out = capsys.readouterr().out
+    assert "| seglab | 2 | 0.8100 ± 0.0141 |" in out
+    assert "| seglab, `model.name=res_unet` | 1 | 0.9000 (one run) |" in out
+    assert "lucchi 10m bf16-mixed: seglab - smp = +0.1000" in out
+    assert "lucchi 10m bf16-mixed (`model.name=res_unet`): seglab - smp = +0.3000" in out
