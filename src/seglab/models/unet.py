@@ -125,7 +125,9 @@ class UNet(nn.Module):
         return block(x)
 
 
-def _build(cfg: ModelConfig, se: bool, attention: bool, residual: bool) -> UNet:
+def _build(cfg: ModelConfig, **switched_on: bool) -> UNet:
+    """The U-Net of ``cfg``, with the options a family name implies switched on."""
+    cfg = cfg.model_copy(update=switched_on)
     return UNet(
         in_channels=cfg.in_channels,
         num_classes=cfg.num_classes,
@@ -133,32 +135,32 @@ def _build(cfg: ModelConfig, se: bool, attention: bool, residual: bool) -> UNet:
         base_channels=cfg.base_channels,
         norm=cfg.norm,
         dropout=cfg.dropout,
-        se=se,
-        attention=attention,
+        se=cfg.se,
+        attention=cfg.attention,
         deep_supervision=cfg.deep_supervision,
         grad_checkpointing=cfg.grad_checkpointing,
-        residual=residual,
+        residual=cfg.residual,
     )
 
 
 @register_model("unet")
 def build_unet(cfg: ModelConfig) -> UNet:
-    return _build(cfg, cfg.se, cfg.attention, cfg.residual)
+    return _build(cfg)
 
 
 @register_model("se_unet")
 def build_se_unet(cfg: ModelConfig) -> UNet:
     """U-Net with squeeze-excitation after every conv block."""
-    return _build(cfg, True, cfg.attention, cfg.residual)
+    return _build(cfg, se=True)
 
 
 @register_model("attention_unet")
 def build_attention_unet(cfg: ModelConfig) -> UNet:
     """U-Net with attention gates on the skip connections."""
-    return _build(cfg, cfg.se, True, cfg.residual)
+    return _build(cfg, attention=True)
 
 
 @register_model("res_unet")
 def build_res_unet(cfg: ModelConfig) -> UNet:
     """U-Net whose conv blocks add their input back (residual blocks)."""
-    return _build(cfg, cfg.se, cfg.attention, True)
+    return _build(cfg, residual=True)
