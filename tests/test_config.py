@@ -155,3 +155,10 @@ def test_plateau_on_a_validation_metric_needs_every_epoch_validated():
         load_config(None, ["train.val_from=0.5", "schedule.name=plateau"])
     with pytest.raises(SeglabError, match="val_from"):
         load_config(None, ["train.val_from=1.0"])
+
+
+def test_postprocessing_tuning_needs_a_binary_model():
+    with pytest.raises(SeglabError, match="eval.tune_postprocessing chooses binary") as info:
+        load_config(None, ["eval.tune_postprocessing=true", "model.num_classes=3"])
+    assert "\n" not in str(info.value)
+    assert load_config(None, ["eval.tune_postprocessing=true"]).eval.tune_postprocessing

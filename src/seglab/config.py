@@ -343,6 +343,7 @@ class EvalConfig(Section):
     min_object_size: int = Field(0, ge=0, le=2**31 - 1)
     fill_holes: bool = False
     opening: int = Field(0, ge=0, le=256)
+    tune_postprocessing: bool = False
     bootstrap_samples: int = Field(1000, ge=0, le=1_000_000)
 
 
@@ -368,6 +369,16 @@ class Config(Section):
                     f"is {value:g}: set train.{key}: {every_epoch} or a training metric as "
                     "schedule.monitor (e.g. train_loss)"
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _postprocessing_tuning_is_binary(self) -> Config:
+        if self.eval.tune_postprocessing and self.model.num_classes != 1:
+            raise ValueError(
+                "eval.tune_postprocessing chooses binary post-processing, but model.num_classes "
+                f"is {self.model.num_classes}: set eval.tune_postprocessing: false and the "
+                "eval.opening / fill_holes / min_object_size values by hand"
+            )
         return self
 
     def to_dict(self) -> dict[str, Any]:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from PIL import Image
 
 from seglab.cli import main
@@ -100,6 +102,30 @@ def test_evaluate_on_a_labelled_folder_and_with_tta(run, tmp_path):
     metrics = read(only_evaluation(run, before) / "metrics.json")
     assert metrics["tta"] == "dihedral" and metrics["postprocessing"]["fill_holes"] is True
     assert read(run / "model" / "model.json")["inference"]["tta"] == "none"  # left alone
+
+
+def test_tuned_postprocessing_is_applied_reported_and_stored(run, tmp_path):
+    before = existing(run)
+    # 7 px is no candidate: the tuned choice must replace it
+    sets = ["--set", "eval.tune_postprocessing=true", "--set", "eval.min_object_size=7"]
+    assert main(["evaluate", str(run), *sets]) == 0
+    metrics = read(only_evaluation(run, before) / "metrics.json")
+    tuned = metrics["threshold_tuning"]["postprocessing"]
+    assert metrics["postprocessing"] == tuned["chosen"] and tuned["candidates"] == 60
+    assert tuned["chosen"]["min_object_size"] != 7
+    assert tuned["val_iou_at_chosen"] >= tuned["val_iou_without"]
+    assert read(run / "model" / "model.json")["inference"]["min_object_size"] == 0  # left alone
+    # a run whose config asks for it: the plain evaluation stores the choice for predict
+    copy = tmp_path / run.name
+    shutil.copytree(run, copy)
+    config = yaml.safe_load((copy / "config.yaml").read_text())
+    config["eval"].update(tune_postprocessing=True, min_object_size=7)
+    (copy / "config.yaml").write_text(yaml.safe_dump(config))
+    assert main(["evaluate", str(copy)]) == 0
+    metrics, meta = read(copy / "metrics.json"), read(copy / "model" / "model.json")
+    chosen = metrics["threshold_tuning"]["postprocessing"]["chosen"]
+    assert {k: meta["inference"][k] for k in chosen} == chosen == metrics["postprocessing"]
+    assert meta["inference"]["min_object_size"] != 7
 
 
 def test_evaluate_argument_errors(run, capsys):

@@ -15,6 +15,7 @@ from seglab.data.samples import Sample
 from seglab.errors import SeglabError
 from seglab.inference.ensemble import Ensemble
 from seglab.inference.evaluate import Evaluation, evaluate_samples, foreground_probabilities
+from seglab.inference.postprocess import tune_postprocessing
 from seglab.inference.predict import Predictor, ProbabilityModel, inference_device
 from seglab.inference.settings import InferenceSettings
 from seglab.inference.threshold import tune_threshold
@@ -101,10 +102,14 @@ def evaluate_run(
     if data_dir is None:
         data = prepare_data(cfg, split)
         samples, split_name = data.test, "test"
-        if num_classes == 1 and cfg.eval.tune_threshold:
+        if num_classes == 1 and (cfg.eval.tune_threshold or cfg.eval.tune_postprocessing):
             threshold, tuning = _tune_on_validation(predictor, data.val, cfg, threshold)
+            if "postprocessing" in tuning:
+                settings = settings.with_(**tuning["postprocessing"]["chosen"])
     else:
         samples, split_name = _labelled_folder(cfg, data_dir), f"folder {data_dir}"
+        if cfg.eval.tune_postprocessing:  # what the run's evaluation chose on validation
+            settings = settings.with_(**InferenceSettings.from_meta(meta).postprocessing())
     evaluation = evaluate_samples(
         predictor,
         samples,
@@ -145,12 +150,17 @@ def evaluate_run(
 def _tune_on_validation(
     predictor: ProbabilityModel, val: list[Sample], cfg: Config, current: float
 ) -> tuple[float, dict[str, Any]]:
-    """The threshold that maximises validation IoU, and what it gains there."""
+    """The threshold that maximises validation IoU (``eval.tune_threshold``; else
+    ``current``), then the post-processing that maximises it at that threshold
+    (``eval.tune_postprocessing``), and what each gains there."""
     probs = foreground_probabilities(predictor, val)
-    best, table = tune_threshold(probs, [s.mask for s in val], cfg.data.ignore_index)
+    masks = [s.mask for s in val]
+    best, table = tune_threshold(probs, masks, cfg.data.ignore_index)
+    if not cfg.eval.tune_threshold:
+        best = current
     base = cfg.eval.threshold
     nearest = min(table, key=lambda t: abs(t - base))
-    return best, {
+    tuning: dict[str, Any] = {
         "split": "val",
         "n_images": len(val),
         "configured": base,
@@ -159,6 +169,16 @@ def _tune_on_validation(
         "val_iou_at_chosen": table[min(table, key=lambda t: abs(t - best))],
         "previous": current,
     }
+    if cfg.eval.tune_postprocessing:
+        chosen, scores = tune_postprocessing(probs, masks, best, cfg.data.ignore_index)
+        key = (chosen["opening"], chosen["fill_holes"], chosen["min_object_size"])
+        tuning["postprocessing"] = {
+            "chosen": chosen,
+            "val_iou_without": scores[(0, False, 0)],
+            "val_iou_at_chosen": scores[key],
+            "candidates": len(scores),
+        }
+    return best, tuning
 
 
 GAP_TRAIN_IMAGES = 32  # training images scored for the generalisation gap
