@@ -10,6 +10,7 @@ from torch import nn
 
 from seglab.config import ModelConfig, load_config
 from seglab.data.prepare import prepare_data
+from seglab.engine import stopping
 from seglab.engine.fit import fit
 from seglab.models import registry
 from seglab.models.registry import create_model
@@ -118,12 +119,29 @@ def test_a_time_budget_stops_cleanly_with_a_checkpoint(tmp_path, tiny_overrides)
     assert state["epoch"] >= 0 and state["state_dict"]
 
 
+class TickingClock:
+    """Stands in for ``time`` in seglab.engine.stopping: each reading is ``tick`` s later.
+
+    The budget then counts the stop callback's clock readings (a few per epoch plus one
+    per batch), not the machine's speed, so a loaded machine trains as many epochs.
+    """
+
+    def __init__(self, tick: float) -> None:
+        self.tick = tick
+        self.now = 0.0
+
+    def monotonic(self) -> float:
+        self.now += self.tick
+        return self.now
+
+
 @pytest.mark.parametrize("fit_budget", [True, False])
 def test_a_time_budget_brings_the_cosine_schedule_down_within_it(
-    tmp_path, tiny_overrides, fit_budget
+    tmp_path, tiny_overrides, fit_budget, monkeypatch
 ):
     # a cosine over 10000 epochs has barely moved when a 4 s budget ends; fitted to the
     # budget, the rate of the last epoch is close to min_lr
+    monkeypatch.setattr(stopping, "time", TickingClock(0.1))
     cfg = tiny(
         tiny_overrides,
         "train.epochs=10000",
