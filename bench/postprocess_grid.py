@@ -31,7 +31,12 @@ from quality import register_peers
 from seglab.config import load_config
 from seglab.data.prepare import prepare_data
 from seglab.inference.evaluate import foreground_probabilities
-from seglab.inference.postprocess import MIN_OBJECT_SIZES, OPENINGS, tune_postprocessing
+from seglab.inference.postprocess import (
+    MIN_OBJECT_SIZES,
+    OPENINGS,
+    settings_key,
+    tune_postprocessing,
+)
 from seglab.inference.predict import Predictor, inference_device
 from seglab.inference.settings import InferenceSettings
 from seglab.inference.threshold import tune_threshold
@@ -97,8 +102,7 @@ def main() -> None:
         table = grid["table"]
         plain = table[(0, False, 0)]
         gains[record["system"]].append({k: v - plain for k, v in table.items()})
-        chosen = grid["best"]
-        best = (chosen["opening"], chosen["fill_holes"], chosen["min_object_size"])
+        best = settings_key(grid["best"])
         extra = "".join(f", {label(s)}: {table[s] - plain:+.4f}" for s in shown)
         print(
             f"{record['config']} {record['system']:<6} seed {record['seed']}: threshold "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from seglab.inference.postprocess import postprocess, tune_postprocessing
+from seglab.inference.postprocess import postprocess, settings_key, tune_postprocessing
 from seglab.inference.settings import InferenceSettings
 from seglab.inference.threshold import tune_threshold
 
@@ -105,6 +105,7 @@ def test_tuned_postprocessing_removes_specks_and_fills_holes_with_the_least_proc
     # sizes 16..128 all remove the speck and keep the objects: the smallest one is chosen;
     # an opening would round the objects' corners
     assert chosen == {"opening": 0, "fill_holes": True, "min_object_size": 16}
+    assert settings_key(chosen) == (0, True, 16)
     assert table[(0, True, 16)] == 1.0 > table[(0, False, 0)]
     assert table[(0, True, 256)] == 0.0  # removes the objects too
     perfect = np.where(mask == 1, 0.9, 0.1).astype(np.float32)

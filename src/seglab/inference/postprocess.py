@@ -7,7 +7,7 @@ takes away become background (0); filled holes take only background pixels.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 import numpy as np
 from scipy import ndimage
@@ -76,6 +76,15 @@ def postprocess(labels: np.ndarray, settings: InferenceSettings) -> np.ndarray:
 
 MIN_OBJECT_SIZES = (0, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)  # pixels
 OPENINGS = (0, 1, 2)  # disk radii
+
+
+def settings_key(settings: Mapping[str, int | bool]) -> tuple[int, bool, int]:
+    """The key of :func:`tune_postprocessing`'s table for settings it chose."""
+    return (
+        int(settings["opening"]),
+        bool(settings["fill_holes"]),
+        int(settings["min_object_size"]),
+    )
 
 
 def tune_postprocessing(

@@ -15,7 +15,7 @@ from seglab.data.samples import Sample
 from seglab.errors import SeglabError
 from seglab.inference.ensemble import Ensemble
 from seglab.inference.evaluate import Evaluation, evaluate_samples, foreground_probabilities
-from seglab.inference.postprocess import tune_postprocessing
+from seglab.inference.postprocess import settings_key, tune_postprocessing
 from seglab.inference.predict import Predictor, ProbabilityModel, inference_device
 from seglab.inference.settings import InferenceSettings
 from seglab.inference.threshold import tune_threshold
@@ -171,11 +171,10 @@ def _tune_on_validation(
     }
     if cfg.eval.tune_postprocessing:
         chosen, scores = tune_postprocessing(probs, masks, best, cfg.data.ignore_index)
-        key = (chosen["opening"], chosen["fill_holes"], chosen["min_object_size"])
         tuning["postprocessing"] = {
             "chosen": chosen,
             "val_iou_without": scores[(0, False, 0)],
-            "val_iou_at_chosen": scores[key],
+            "val_iou_at_chosen": scores[settings_key(chosen)],
             "candidates": len(scores),
         }
     return best, tuning
