@@ -19,14 +19,13 @@ each system's mean gain of the best settings on average. The run folders must st
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import statistics
 import time
 from collections import defaultdict
 from pathlib import Path
 
-from quality import register_peers
+from quality import read_records, register_peers
 
 from seglab.config import load_config
 from seglab.data.prepare import prepare_data
@@ -87,12 +86,7 @@ def main() -> None:
     sizes = tuple(int(v) for v in args.min_sizes.split(","))
     openings = tuple(int(v) for v in args.openings.split(","))
     shown = [parse_setting(s) for s in args.show]
-    records = [
-        json.loads(line)
-        for path in args.results
-        for line in path.read_text().splitlines()
-        if line.strip()
-    ]
+    records = read_records(args.results)
     gains: dict[str, list[dict[Setting, float]]] = defaultdict(list)
     for record in records:
         if args.system and record["system"] not in args.system:

@@ -154,6 +154,13 @@ def append_record(out: Path, record: dict) -> None:
         fh.write(json.dumps(record) + "\n")
 
 
+def read_records(paths: list[Path]) -> list[dict]:
+    """The records of ``append_record``'s JSON-lines files, in file and line order."""
+    return [
+        json.loads(line) for path in paths for line in path.read_text().splitlines() if line.strip()
+    ]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("config")

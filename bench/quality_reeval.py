@@ -16,14 +16,13 @@ The run folders must still exist (``bench/quality.py --runs-dir``).
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import statistics
 import time
 from collections import defaultdict
 from pathlib import Path
 
-from quality import append_record, register_peers, tuned_val_iou
+from quality import append_record, read_records, register_peers, tuned_val_iou
 
 from seglab import pipeline
 from seglab.runs import METRICS_FILE, read_json
@@ -70,12 +69,7 @@ def main() -> None:
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     register_peers()
-    records = [
-        json.loads(line)
-        for path in args.results
-        for line in path.read_text().splitlines()
-        if line.strip()
-    ]
+    records = read_records(args.results)
     records = [r for r in records if not args.system or r["system"] in args.system]
     by_system: dict[str, list[dict]] = defaultdict(list)
     for record in records:
