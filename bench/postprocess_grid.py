@@ -32,7 +32,9 @@ from seglab.data.prepare import prepare_data
 from seglab.inference.evaluate import foreground_probabilities
 from seglab.inference.postprocess import (
     MIN_OBJECT_SIZES,
+    NO_POSTPROCESSING,
     OPENINGS,
+    SettingsKey,
     settings_key,
     tune_postprocessing,
 )
@@ -42,15 +44,13 @@ from seglab.inference.threshold import tune_threshold
 from seglab.models.io import load_model_folder
 from seglab.runs import read_json
 
-Setting = tuple[int, bool, int]
 
-
-def label(setting: Setting) -> str:
+def label(setting: SettingsKey) -> str:
     radius, fill, size = setting
     return f"opening {radius}, fill {'on' if fill else 'off'}, min {size} px"
 
 
-def parse_setting(text: str) -> Setting:
+def parse_setting(text: str) -> SettingsKey:
     radius, fill, size = (int(v) for v in text.split(","))
     return radius, bool(fill), size
 
@@ -87,14 +87,14 @@ def main() -> None:
     openings = tuple(int(v) for v in args.openings.split(","))
     shown = [parse_setting(s) for s in args.show]
     records = read_records(args.results)
-    gains: dict[str, list[dict[Setting, float]]] = defaultdict(list)
+    gains: dict[str, list[dict[SettingsKey, float]]] = defaultdict(list)
     for record in records:
         if args.system and record["system"] not in args.system:
             continue
         start = time.perf_counter()
         grid = val_grid(Path(record["run"]), sizes, openings)
         table = grid["table"]
-        plain = table[(0, False, 0)]
+        plain = table[NO_POSTPROCESSING]
         gains[record["system"]].append({k: v - plain for k, v in table.items()})
         best = settings_key(grid["best"])
         extra = "".join(f", {label(s)}: {table[s] - plain:+.4f}" for s in shown)

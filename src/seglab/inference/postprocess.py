@@ -77,8 +77,11 @@ def postprocess(labels: np.ndarray, settings: InferenceSettings) -> np.ndarray:
 MIN_OBJECT_SIZES = (0, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096)  # pixels
 OPENINGS = (0, 1, 2)  # disk radii
 
+SettingsKey = tuple[int, bool, int]  # (opening radius, fill holes, min object size)
+NO_POSTPROCESSING: SettingsKey = (0, False, 0)
 
-def settings_key(settings: Mapping[str, int | bool]) -> tuple[int, bool, int]:
+
+def settings_key(settings: Mapping[str, int | bool]) -> SettingsKey:
     """The key of :func:`tune_postprocessing`'s table for settings it chose."""
     return (
         int(settings["opening"]),
@@ -94,7 +97,7 @@ def tune_postprocessing(
     ignore_index: int | None = None,
     min_object_sizes: tuple[int, ...] = MIN_OBJECT_SIZES,
     openings: tuple[int, ...] = OPENINGS,
-) -> tuple[dict[str, int | bool], dict[tuple[int, bool, int], float]]:
+) -> tuple[dict[str, int | bool], dict[SettingsKey, float]]:
     """(best binary post-processing, IoU of every candidate) on a labelled split.
 
     Each candidate is an opening radius x hole filling off/on x a minimum object
@@ -130,7 +133,7 @@ def tune_postprocessing(
         denominator = truth_total + fp  # tp + fp + fn
         table[key] = float(tp / denominator) if denominator > 0 else float("nan")
     scored = [k for k in sorted(table) if not np.isnan(table[k])]
-    best = (0, False, 0)
+    best = NO_POSTPROCESSING
     if scored:
         top = max(table[k] for k in scored)
         best = next(k for k in scored if table[k] >= top - 1e-12)

@@ -15,7 +15,7 @@ from seglab.data.samples import Sample
 from seglab.errors import SeglabError
 from seglab.inference.ensemble import Ensemble
 from seglab.inference.evaluate import Evaluation, evaluate_samples, foreground_probabilities
-from seglab.inference.postprocess import settings_key, tune_postprocessing
+from seglab.inference.postprocess import NO_POSTPROCESSING, settings_key, tune_postprocessing
 from seglab.inference.predict import Predictor, ProbabilityModel, inference_device
 from seglab.inference.settings import InferenceSettings
 from seglab.inference.threshold import tune_threshold
@@ -173,7 +173,7 @@ def _tune_on_validation(
         chosen, scores = tune_postprocessing(probs, masks, best, cfg.data.ignore_index)
         tuning["postprocessing"] = {
             "chosen": chosen,
-            "val_iou_without": scores[(0, False, 0)],
+            "val_iou_without": scores[NO_POSTPROCESSING],
             "val_iou_at_chosen": scores[settings_key(chosen)],
             "candidates": len(scores),
         }
