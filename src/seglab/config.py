@@ -150,6 +150,9 @@ class ModelConfig(Section):
     num_classes: int = Field(1, ge=1, le=1000)
     depth: int = Field(4, ge=1, le=7)
     base_channels: int = Field(16, ge=2, le=1024)
+    # unet family: channels of each level, full resolution first (depth + 1 of them);
+    # None doubles base_channels at each level (16, 32, 64, 128, 256 by default)
+    widths: list[int] | None = Field(None, min_length=2, max_length=8)
     norm: Literal["batch", "instance", "group", "none"] = "batch"
     dropout: float = Field(0.0, ge=0.0, lt=1.0)
     # unet options (se_unet / attention_unet / res_unet switch them on)
@@ -182,6 +185,17 @@ class ModelConfig(Section):
             raise ValueError(f"model.depths must be blocks per stage in 1..64, got {self.depths}")
         if any(not 1 <= r <= 64 for r in self.aspp_rates):
             raise ValueError(f"model.aspp_rates must be dilations in 1..64, got {self.aspp_rates}")
+        if self.widths is not None:
+            if any(not 1 <= w <= 4096 for w in self.widths):
+                raise ValueError(
+                    f"model.widths must be channel counts in 1..4096, got {self.widths}"
+                )
+            if len(self.widths) != self.depth + 1:
+                raise ValueError(
+                    f"model.widths has {len(self.widths)} levels but model.depth {self.depth} "
+                    f"needs {self.depth + 1} (full resolution and each downsampling); "
+                    f"set model.depth: {len(self.widths) - 1} or give {self.depth + 1} widths"
+                )
         return self
 
 

@@ -42,6 +42,29 @@ def test_width_and_depth_change_the_parameter_count():
     assert count(depth=2) < count(depth=4)
 
 
+def test_widths_set_the_channels_of_each_level():
+    default = create_model(ModelConfig(depth=2, base_channels=4))
+    doubling = create_model(ModelConfig(depth=2, widths=[4, 8, 16]))
+    shapes = {k: v.shape for k, v in default.state_dict().items()}
+    assert shapes == {k: v.shape for k, v in doubling.state_dict().items()}
+
+    cfg = ModelConfig(name="res_unet", depth=2, widths=[4, 8, 24], deep_supervision=True)
+    model = create_model(cfg)
+    assert model.down[-1].conv1[0].out_channels == 24  # the bottleneck
+    assert model.up[0].in_channels == 24 and model.up[0].out_channels == 8
+    out = model.train()(torch.randn(2, 1, 20, 28))
+    assert out.shape == (2, 1, 20, 28) and len(model.aux_outputs) == 1
+
+
+@pytest.mark.parametrize(
+    ("widths", "message"),
+    [([4, 8], "has 2 levels but model.depth 4 needs 5"), ([4, 8, 0, 8, 8], "in 1..4096")],
+)
+def test_widths_that_do_not_fit_the_depth_are_rejected(widths, message):
+    with pytest.raises(ValueError, match=message):
+        ModelConfig(widths=widths)
+
+
 def test_unknown_model_name_is_a_user_error():
     with pytest.raises(SeglabError, match="unknown model.name 'unte'; did you mean unet"):
         create_model(ModelConfig(name="unte"))
@@ -49,7 +72,7 @@ def test_unknown_model_name_is_a_user_error():
 
 
 def test_model_folder_round_trip(tmp_path):
-    cfg = ModelConfig(in_channels=3, num_classes=2, depth=2, base_channels=4)
+    cfg = ModelConfig(in_channels=3, num_classes=2, depth=2, widths=[4, 8, 12])
     model = create_model(cfg).eval()
     meta = {"model": cfg.model_dump(mode="json"), "normalization": {"mean": [0], "std": [1]}}
     save_model_folder(tmp_path / "model", model, meta)

@@ -32,10 +32,11 @@ class UNet(nn.Module):
     """A U-Net for any number of input channels and classes and any input size.
 
     Inputs whose sides are not multiples of ``2**depth`` are padded (reflect)
-    internally and the output is cropped back to the input size. With
-    ``deep_supervision`` the decoder stages above the last one get 1x1 heads; in
-    training mode their logits (resized to the input) are left in ``aux_outputs``,
-    deepest first, while ``forward`` still returns the main logits only.
+    internally and the output is cropped back to the input size. ``widths`` (depth + 1
+    channel counts, full resolution first) replaces the doubling of ``base_channels``
+    from level to level. With ``deep_supervision`` the decoder stages above the last one
+    get 1x1 heads; in training mode their logits (resized to the input) are left in
+    ``aux_outputs``, deepest first, while ``forward`` still returns the main logits only.
     """
 
     def __init__(
@@ -51,10 +52,15 @@ class UNet(nn.Module):
         deep_supervision: bool = False,
         grad_checkpointing: bool = False,
         residual: bool = False,
+        widths: list[int] | None = None,
     ) -> None:
         super().__init__()
         self.grad_checkpointing = grad_checkpointing
-        widths = [base_channels * 2**i for i in range(depth + 1)]
+        if widths is None:
+            widths = [base_channels * 2**i for i in range(depth + 1)]
+        elif len(widths) != depth + 1:
+            raise ValueError(f"widths {widths} must have depth + 1 = {depth + 1} entries")
+        widths = list(widths)
         self.multiple = 2**depth
         block = ResidualConvBlock if residual else ConvBlock
         self.stem = block(in_channels, widths[0], norm)
@@ -140,6 +146,7 @@ def _build(cfg: ModelConfig, **switched_on: bool) -> UNet:
         deep_supervision=cfg.deep_supervision,
         grad_checkpointing=cfg.grad_checkpointing,
         residual=cfg.residual,
+        widths=cfg.widths,
     )
 
 
