@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
 import pytest
@@ -214,3 +215,30 @@ def test_frontend_model_folder_round_trip(tmp_path):
     x = torch.randn(1, 205, 20, 24)
     with torch.no_grad():
         assert torch.equal(model(x), loaded(x))
+
+
+def test_options_the_chosen_model_does_not_read_are_named_in_a_warning(caplog, monkeypatch):
+    monkeypatch.setattr(logging.getLogger("seglab"), "propagate", True)
+    with caplog.at_level(logging.WARNING, logger="seglab"):
+        create_model(ModelConfig(name="res_unet", depth=2, widths=[4, 8, 12], se=True))
+    assert not caplog.records  # the U-Net family reads widths and se
+    with caplog.at_level(logging.WARNING, logger="seglab"):
+        create_model(ModelConfig(**SWIN, widths=[4, 8, 16, 32, 64], frontend_channels=8))
+    lines = [r.getMessage() for r in caplog.records]
+    assert lines == [
+        "model.widths is set but swin_unet does not read it "
+        "(read by attention_unet, res_unet, se_unet, unet)",
+        "model.frontend_channels is set but swin_unet does not read it",
+    ]
+
+
+def test_a_model_folder_reloads_without_warnings_about_its_options(tmp_path, caplog, monkeypatch):
+    from seglab.models.io import load_model_folder, save_model_folder
+
+    cfg = ModelConfig(**SWIN, base_channels=4)
+    save_model_folder(tmp_path / "m", create_model(cfg), {"model": cfg.model_dump(mode="json")})
+    monkeypatch.setattr(logging.getLogger("seglab"), "propagate", True)
+    caplog.clear()  # creating it warned: swin_unet does not read base_channels
+    with caplog.at_level(logging.WARNING, logger="seglab"):
+        load_model_folder(tmp_path / "m")
+    assert not caplog.records

@@ -53,7 +53,9 @@ class DeepLabV3Plus(nn.Module):
         return upsample_to(logits, x.shape[-2:])[..., :height, :width]
 
 
-@register_model("deeplabv3plus")
+@register_model(
+    "deeplabv3plus", ("encoder", "pretrained", "img_size", "base_channels", "aspp_rates", "norm")
+)
 def build_deeplabv3plus(cfg: ModelConfig) -> DeepLabV3Plus:
     """DeepLabv3+ on ``model.encoder`` (default resnet50); decoder width 16 x base_channels."""
     name = cfg.encoder or "resnet50"

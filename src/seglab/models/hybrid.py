@@ -16,16 +16,19 @@ from seglab.models.blocks import ASPP, ConvBlock
 from seglab.models.encoders import TimmEncoder
 from seglab.models.registry import register_model
 from seglab.models.swin_unet import heads_for
-from seglab.models.timm_unet import EncoderDecoder, UNetDecoder, build_timm_unet
+from seglab.models.timm_unet import TIMM_UNET_READS, EncoderDecoder, UNetDecoder, build_timm_unet
 
 
-@register_model("coatnet_unet")
+@register_model("coatnet_unet", TIMM_UNET_READS)
 def build_coatnet_unet(cfg: ModelConfig) -> EncoderDecoder:
     """U-Net decoder on a CoAtNet encoder (default coatnet_0_rw_224)."""
     return build_timm_unet(cfg, "coatnet_0_rw_224")
 
 
-@register_model("swinv2_aspp_unet")
+@register_model(
+    "swinv2_aspp_unet",
+    (*TIMM_UNET_READS, "embed_dim", "depths", "window_size", "aspp_rates"),
+)
 def build_swinv2_aspp_unet(cfg: ModelConfig) -> EncoderDecoder:
     """SwinV2 encoder + ASPP + CBAM CNN decoder (pretrained needs embed_dim 96, depths 2,2,6,2)."""
     dims = [cfg.embed_dim * 2**i for i in range(len(cfg.depths))]

@@ -53,7 +53,7 @@ def load_model_folder(
             hint="pass a run folder that finished training, or its model/ folder",
         )
     meta = read_json(folder / META_FILE)
-    model = create_model(ModelConfig.model_validate(meta["model"]))
+    model = create_model(ModelConfig.model_validate(meta["model"]), warn_ignored=False)
     if meta.get("factorized"):  # a compressed model: its low-rank layers, then its weights
         apply_factorization(model, meta["factorized"])
     model.load_state_dict(load_file(folder / WEIGHTS_FILE, device=str(device)))

@@ -236,7 +236,7 @@ class SwinUNet(nn.Module):
         return logits[..., :height, :width]
 
 
-@register_model("swin_unet")
+@register_model("swin_unet", ("embed_dim", "depths", "window_size", "deep_supervision"))
 def build_swin_unet(cfg: ModelConfig) -> SwinUNet:
     return SwinUNet(
         in_channels=cfg.in_channels,

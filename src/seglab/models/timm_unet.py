@@ -124,13 +124,17 @@ def build_timm_unet(
     return EncoderDecoder(encoder, decoder, stem)
 
 
-@register_model("timm_unet")
+# the options of ModelConfig a U-Net on a timm encoder reads (see registry.FAMILY_OPTIONS)
+TIMM_UNET_READS = ("encoder", "pretrained", "img_size", "base_channels", "norm", "deep_supervision")
+
+
+@register_model("timm_unet", TIMM_UNET_READS)
 def build_generic(cfg: ModelConfig) -> EncoderDecoder:
     """U-Net decoder on any timm encoder (``model.encoder``, default resnet34)."""
     return build_timm_unet(cfg, "resnet34")
 
 
-@register_model("convnext_unet")
+@register_model("convnext_unet", TIMM_UNET_READS)
 def build_convnext_unet(cfg: ModelConfig) -> EncoderDecoder:
     """U-Net decoder on a ConvNeXt encoder (default convnext_tiny)."""
     return build_timm_unet(cfg, "convnext_tiny")

@@ -150,24 +150,38 @@ def _build(cfg: ModelConfig, **switched_on: bool) -> UNet:
     )
 
 
-@register_model("unet")
+# the options of ModelConfig the U-Net family reads (see registry.FAMILY_OPTIONS)
+UNET_READS = (
+    "depth",
+    "base_channels",
+    "widths",
+    "norm",
+    "dropout",
+    "se",
+    "attention",
+    "residual",
+    "deep_supervision",
+)
+
+
+@register_model("unet", UNET_READS)
 def build_unet(cfg: ModelConfig) -> UNet:
     return _build(cfg)
 
 
-@register_model("se_unet")
+@register_model("se_unet", UNET_READS)
 def build_se_unet(cfg: ModelConfig) -> UNet:
     """U-Net with squeeze-excitation after every conv block."""
     return _build(cfg, se=True)
 
 
-@register_model("attention_unet")
+@register_model("attention_unet", UNET_READS)
 def build_attention_unet(cfg: ModelConfig) -> UNet:
     """U-Net with attention gates on the skip connections."""
     return _build(cfg, attention=True)
 
 
-@register_model("res_unet")
+@register_model("res_unet", UNET_READS)
 def build_res_unet(cfg: ModelConfig) -> UNet:
     """U-Net whose conv blocks add their input back (residual blocks)."""
     return _build(cfg, residual=True)
