@@ -217,8 +217,7 @@ def test_frontend_model_folder_round_trip(tmp_path):
         assert torch.equal(model(x), loaded(x))
 
 
-def test_options_the_chosen_model_does_not_read_are_named_in_a_warning(caplog, monkeypatch):
-    monkeypatch.setattr(logging.getLogger("seglab"), "propagate", True)
+def test_options_the_chosen_model_does_not_read_are_named_in_a_warning(caplog):
     with caplog.at_level(logging.WARNING, logger="seglab"):
         create_model(ModelConfig(name="res_unet", depth=2, widths=[4, 8, 12], se=True))
     assert not caplog.records  # the U-Net family reads widths and se
@@ -232,12 +231,11 @@ def test_options_the_chosen_model_does_not_read_are_named_in_a_warning(caplog, m
     ]
 
 
-def test_a_model_folder_reloads_without_warnings_about_its_options(tmp_path, caplog, monkeypatch):
+def test_a_model_folder_reloads_without_warnings_about_its_options(tmp_path, caplog):
     from seglab.models.io import load_model_folder, save_model_folder
 
     cfg = ModelConfig(**SWIN, base_channels=4)
     save_model_folder(tmp_path / "m", create_model(cfg), {"model": cfg.model_dump(mode="json")})
-    monkeypatch.setattr(logging.getLogger("seglab"), "propagate", True)
     caplog.clear()  # creating it warned: swin_unet does not read base_channels
     with caplog.at_level(logging.WARNING, logger="seglab"):
         load_model_folder(tmp_path / "m")
