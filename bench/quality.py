@@ -12,6 +12,10 @@ training seed and keep the split (``data.split.seed``).
         [--peer smp] [--peer monai] [--repeats 3] [--seed 0] [--set KEY=VALUE ...] \\
         [--out bench/results/quality.jsonl] [--runs-dir /tmp/quality-runs]
 
+``--budget none`` trains for the config's ``train.epochs`` instead (``--set train.epochs=N``)
+with no clock: a budgeted run fits as many epochs as the machine's speed allows, so its
+seed does not fix it, while a run of fixed epochs depends on its seed and settings alone.
+
 Peers are benchmark-only extras: ``pip install -e ".[bench]"``. Every run prints one line
 and, with ``--out``, appends it as JSON; ``bench/quality_table.py`` turns such files into
 the mean and spread per config and system.
@@ -102,6 +106,18 @@ def reference_step_ms(device: torch.device, steps: int = 10) -> float:
     return round(1000 * statistics.median(times), 1)
 
 
+def budget_overrides(budget: str) -> list[str]:
+    """The ``--set`` that imposes ``--budget``: a wall-clock budget, or none (fixed epochs)."""
+    if budget.strip().lower() == "none":
+        return ["train.time_budget=null"]
+    return [f"train.time_budget={budget}"]
+
+
+def budget_label(time_budget: str | None, epochs: int) -> str:
+    """What a record's ``budget`` says: the clock, or the epochs when there was none."""
+    return time_budget if time_budget is not None else f"{epochs} epochs"
+
+
 def one_run(config: str, overrides: list[str], runs_dir: Path, system: str) -> dict:
     cfg = load_config(config, overrides)
     on_gpu = cfg.train.accelerator != "cpu" and torch.cuda.is_available()
@@ -121,7 +137,7 @@ def one_run(config: str, overrides: list[str], runs_dir: Path, system: str) -> d
         "system": system,
         "model": cfg.model.name,
         "seed": cfg.seed,
-        "budget": cfg.train.time_budget,
+        "budget": budget_label(cfg.train.time_budget, cfg.train.epochs),
         "precision": summary.get("precision", cfg.train.precision),  # auto resolved
         "overrides": [o for o in overrides if not o.startswith(("seed=", "train.time_budget="))],
         "epochs": summary["epochs_run"],
@@ -164,7 +180,11 @@ def read_records(paths: list[Path]) -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("config")
-    parser.add_argument("--budget", default="10m", help="wall-clock training budget, e.g. 10m")
+    parser.add_argument(
+        "--budget",
+        default="10m",
+        help="wall-clock training budget, e.g. 10m; none: the config's train.epochs, no clock",
+    )
     parser.add_argument("--peer", action="append", choices=sorted(PEERS), default=[])
     parser.add_argument("--repeats", type=int, default=1, help="training seeds, one split")
     parser.add_argument("--seed", type=int, default=0, help="first training seed")
@@ -190,7 +210,7 @@ def main() -> None:
                     *model_sets,
                     f"seed={seed}",
                     f"data.split.seed={split_seed}",
-                    f"train.time_budget={args.budget}",
+                    *budget_overrides(args.budget),
                     "train.progress=false",
                 ]
                 result = one_run(args.config, overrides, runs_dir, system)
