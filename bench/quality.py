@@ -12,9 +12,10 @@ training seed and keep the split (``data.split.seed``).
         [--peer smp] [--peer monai] [--repeats 3] [--seed 0] [--set KEY=VALUE ...] \\
         [--out bench/results/quality.jsonl] [--runs-dir /tmp/quality-runs]
 
-``--budget none`` trains for the config's ``train.epochs`` instead (``--set train.epochs=N``)
-with no clock: a budgeted run fits as many epochs as the machine's speed allows, so its
-seed does not fix it, while a run of fixed epochs depends on its seed and settings alone.
+``--budget null`` (YAML's null, as ``--set`` reads it) trains for the config's
+``train.epochs`` instead (``--set train.epochs=N``) with no clock: a budgeted run fits as
+many epochs as the machine's speed allows, so its seed does not fix it, while a run of
+fixed epochs depends on its seed and settings alone.
 
 Peers are benchmark-only extras: ``pip install -e ".[bench]"``. Every run prints one line
 and, with ``--out``, appends it as JSON; ``bench/quality_table.py`` turns such files into
@@ -106,13 +107,6 @@ def reference_step_ms(device: torch.device, steps: int = 10) -> float:
     return round(1000 * statistics.median(times), 1)
 
 
-def budget_overrides(budget: str) -> list[str]:
-    """The ``--set`` that imposes ``--budget``: a wall-clock budget, or none (fixed epochs)."""
-    if budget.strip().lower() == "none":
-        return ["train.time_budget=null"]
-    return [f"train.time_budget={budget}"]
-
-
 def budget_label(time_budget: str | None, epochs: int) -> str:
     """What a record's ``budget`` says: the clock, or the epochs when there was none."""
     return time_budget if time_budget is not None else f"{epochs} epochs"
@@ -183,7 +177,7 @@ def main() -> None:
     parser.add_argument(
         "--budget",
         default="10m",
-        help="wall-clock training budget, e.g. 10m; none: the config's train.epochs, no clock",
+        help="wall-clock training budget, e.g. 10m; null: the config's train.epochs, no clock",
     )
     parser.add_argument("--peer", action="append", choices=sorted(PEERS), default=[])
     parser.add_argument("--repeats", type=int, default=1, help="training seeds, one split")
@@ -210,7 +204,7 @@ def main() -> None:
                     *model_sets,
                     f"seed={seed}",
                     f"data.split.seed={split_seed}",
-                    *budget_overrides(args.budget),
+                    f"train.time_budget={args.budget}",
                     "train.progress=false",
                 ]
                 result = one_run(args.config, overrides, runs_dir, system)
