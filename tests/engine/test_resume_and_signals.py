@@ -15,13 +15,16 @@ import torch
 from seglab.runs import read_csv, read_json
 
 SRC = Path(__file__).resolve().parents[2] / "src"
-# 4 epochs of 16 steps: long enough to be interrupted mid-epoch, short enough for CI
+# 4 epochs of 64 steps, about 0.6 s each here: long enough to be interrupted mid-epoch, short
+# enough for CI. The signal tests send theirs once epoch 1 is in history.csv and need the
+# run still training when it arrives: with 16 steps (0.15 s an epoch) the last 3 epochs could
+# end first on a loaded machine, and the SLURM test failed so once in CI
 RESUME_TINY = [
     "data.synthetic.n_images=6",
     "data.synthetic.height=48",
     "data.synthetic.width=48",
     "data.patch_size=32",
-    "data.patches_per_epoch=64",
+    "data.patches_per_epoch=256",
     "model.depth=2",
     "model.base_channels=4",
     "train.epochs=4",
