@@ -133,6 +133,7 @@ def one_run(config: str, overrides: list[str], runs_dir: Path, system: str) -> d
         "seed": cfg.seed,
         "budget": budget_label(cfg.train.time_budget, cfg.train.epochs),
         "precision": summary.get("precision", cfg.train.precision),  # auto resolved
+        "channels_last": summary.get("channels_last", cfg.train.channels_last),  # auto resolved
         "overrides": [o for o in overrides if not o.startswith(("seed=", "train.time_budget="))],
         "epochs": summary["epochs_run"],
         "steps": steps,

@@ -293,7 +293,9 @@ class TrainConfig(Section):
     # average, training goes on with the raw weights. null: no average
     ema_decay: float | None = Field(None, gt=0.0, lt=1.0)
     accumulate_grad_batches: int = Field(1, ge=1, le=65_536)
-    channels_last: bool = False
+    # NHWC memory format; auto: time a few training steps in each format on the first batch
+    # and keep the faster (engine/memory_format.py): which wins depends on model and machine
+    channels_last: bool | Literal["auto"] = False
     compile: bool = False
     grad_checkpointing: bool = False
     time_budget: str | None = None  # e.g. 2h30m, 45m, 90s: stop cleanly before it runs out

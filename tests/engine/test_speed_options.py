@@ -12,6 +12,7 @@ from seglab.data.prepare import prepare_data
 from seglab.engine.checkpoint_io import load_state_dict
 from seglab.engine.fit import fit
 from seglab.engine.module import SegModule
+from seglab.errors import SeglabError
 from seglab.models.registry import create_model
 from seglab.runs import Run, read_csv
 
@@ -54,6 +55,81 @@ def test_channels_last_training_learns_what_the_default_learns(
 ):
     rows, _ = _train(tmp_path, tiny_overrides, "train.channels_last=true")
     _same_learning(rows, eager_history)
+
+
+def _dropout_net() -> torch.nn.Module:
+    return torch.nn.Sequential(
+        torch.nn.Conv2d(2, 4, 3, padding=1),
+        torch.nn.BatchNorm2d(4),
+        torch.nn.Dropout(0.5),
+        torch.nn.Conv2d(4, 1, 1),
+    )
+
+
+@pytest.mark.parametrize("cl_faster", [True, False])
+def test_the_probe_keeps_the_faster_format_and_leaves_model_and_rng_alone(monkeypatch, cl_faster):
+    from contextlib import nullcontext
+
+    from seglab.engine import memory_format
+
+    def fake_step(net, x, context):  # noqa: ANN001
+        memory_format._real_step(net, x, context)  # really runs: BN statistics, dropout
+        nhwc = x.is_contiguous(memory_format=torch.channels_last)
+        return 0.001 if nhwc == cl_faster else 0.002
+
+    monkeypatch.setattr(memory_format, "_real_step", memory_format._step_seconds, raising=False)
+    monkeypatch.setattr(memory_format, "_step_seconds", fake_step)
+    net = _dropout_net().train()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    images = torch.randn(2, 2, 8, 8)  # 2 channels: one would be contiguous in both formats
+    rng = torch.get_rng_state()
+    probe = memory_format.probe_memory_format(net, images, nullcontext)
+    assert probe.channels_last is cl_faster
+    assert (probe.channels_last_ms < probe.contiguous_ms) is cl_faster
+    assert ("channels-last (" if cl_faster else "contiguous (") in probe.describe()
+    # copies were trained and timed, not the run's model; the run's random numbers are intact
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())
+    assert net[0].weight.is_contiguous() and all(p.grad is None for p in net.parameters())
+    assert torch.equal(torch.get_rng_state(), rng)
+
+
+def test_channels_last_must_be_true_false_or_auto():
+    assert load_config(None, ["train.channels_last=auto"]).train.channels_last == "auto"
+    with pytest.raises(SeglabError, match="channels_last"):
+        load_config(None, ["train.channels_last=fastest"])
+
+
+@pytest.mark.parametrize("cl_faster", [True, False])
+def test_auto_training_learns_what_the_default_learns_in_the_format_it_chose(
+    tmp_path, tiny_overrides, eager_history, monkeypatch, cl_faster
+):
+    """The format is set after the optimiser exists: it must go on updating the weights."""
+    from seglab.engine import module as module_file
+    from seglab.engine.memory_format import FormatProbe
+
+    chosen = []
+
+    def probe(model, images, context):  # noqa: ANN001
+        chosen.append(images.shape)
+        return FormatProbe(contiguous_ms=2.0, channels_last_ms=1.0 if cl_faster else 3.0)
+
+    monkeypatch.setattr(module_file, "probe_memory_format", probe)
+    cfg = load_config(
+        None,
+        [*tiny_overrides, "train.accelerator=cpu", "train.epochs=2", "train.channels_last=auto"],
+    )
+    run = Run.create(tmp_path, "auto")
+    result = fit(cfg, run, prepare_data(cfg))
+    assert len(chosen) == 1 and chosen[0][0] == cfg.train.batch_size  # once, on a training batch
+    assert result.channels_last is cl_faster
+    # a 3x3 conv with several input channels (the stem's single channel fits both formats)
+    conv = next(
+        m
+        for m in result.model.modules()
+        if isinstance(m, torch.nn.Conv2d) and m.in_channels > 1 and m.kernel_size == (3, 3)
+    )
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last) is cl_faster
+    _same_learning(read_csv(run.file("history.csv")), eager_history)
 
 
 @pytest.mark.slow

@@ -61,6 +61,7 @@ class FitResult:
     is_global_zero: bool = True
     best_score: float | None = None  # by train.checkpoint.monitor
     precision: str = "32"  # train.precision as run (``auto`` resolved)
+    channels_last: bool | None = False  # as run (``auto`` resolved; None: no batch trained)
 
 
 def fit(
@@ -224,6 +225,7 @@ def fit(
         is_global_zero=trainer.is_global_zero,
         best_score=float(best.best_model_score) if best.best_model_score is not None else None,
         precision=precision,
+        channels_last=module.channels_last,
     )
 
 

@@ -10,6 +10,7 @@ Hooks for other parts of seglab:
 
 from __future__ import annotations
 
+import logging
 import math
 from typing import Any
 
@@ -20,12 +21,14 @@ from torch import nn
 
 from seglab.config import Config
 from seglab.data.augment import build_augment
+from seglab.engine.memory_format import FormatProbe, probe_memory_format
 from seglab.engine.optim import build_optimizer, build_scheduler, lr_factor  # noqa: F401
 from seglab.engine.rng import capture_rng, restore_rng
 from seglab.losses import create_loss, probabilities
 from seglab.metrics import SegMetrics
 
 Batch = tuple[torch.Tensor, torch.Tensor]
+log = logging.getLogger("seglab")
 
 
 class SegModule(L.LightningModule):
@@ -38,7 +41,11 @@ class SegModule(L.LightningModule):
         # on-device augmentation of training batches (None when switched off)
         self.augment: nn.Module | None = build_augment(cfg.data.augment, cfg.data.ignore_index)
         self._augmented = 0  # training batches augmented so far: seeds the next one
-        self.channels_last = cfg.train.channels_last
+        # None: train.channels_last is auto, decided on the first training batch
+        self.channels_last: bool | None = (
+            None if cfg.train.channels_last == "auto" else cfg.train.channels_last
+        )
+        self.format_probe: FormatProbe | None = None
         self.bad_loss: str | None = None  # why the last step was skipped (read by NanGuard)
         self.last_val: dict[str, float] = {}
         # the epoch's training loss, kept here (and in checkpoints) so a run resumed
@@ -47,7 +54,7 @@ class SegModule(L.LightningModule):
         self._loss_sum = torch.zeros((), dtype=torch.float64)
         self._loss_count = 0
         self._forward = model
-        if cfg.train.channels_last:
+        if self.channels_last:
             model.to(memory_format=torch.channels_last)
         if cfg.train.compile:
             object.__setattr__(self, "_forward", torch.compile(model))  # not a submodule
@@ -57,11 +64,30 @@ class SegModule(L.LightningModule):
 
     def on_after_batch_transfer(self, batch: Batch, dataloader_idx: int) -> Batch:
         images, masks = batch
-        if self._trainer is not None and self.trainer.training and self.augment is not None:
+        training = self._trainer is not None and self.trainer.training
+        if training and self.augment is not None:
             images, masks = self._augment(images, masks)
+        if training and self.channels_last is None:
+            self._choose_memory_format(images)
         if self.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         return images, masks
+
+    def _choose_memory_format(self, images: torch.Tensor) -> None:
+        """``train.channels_last: auto``: time both formats on this batch, keep the faster.
+
+        Rank 0's choice holds on every rank, so that all processes train alike.
+        """
+        probe = probe_memory_format(
+            self.model, images, self.trainer.precision_plugin.forward_context
+        )
+        if self.trainer.world_size > 1:
+            probe = self.trainer.strategy.broadcast(probe, src=0)
+        self.format_probe = probe
+        self.channels_last = probe.channels_last
+        if probe.channels_last:
+            self.model.to(memory_format=torch.channels_last)
+        log.info(probe.describe())
 
     def _augment(self, images: torch.Tensor, masks: torch.Tensor) -> Batch:
         """Augment one training batch with random draws fixed by (seed, batch number).

@@ -99,6 +99,7 @@ def _fit_and_save(cfg: Config, run_dir: Run, data: PreparedData, resume: bool) -
         "epochs_run": result.epochs_run,
         "seconds": round(result.seconds, 2),
         "precision": result.precision,
+        "channels_last": result.channels_last,
     }
     if run_dir.has(TRAIN_SUMMARY_FILE):  # a resumed run: time adds up over sessions
         before = run_dir.read_json(TRAIN_SUMMARY_FILE)

@@ -1,0 +1,100 @@
+"""``train.channels_last: auto``: time training steps in both memory formats, keep the faster.
+
+Which format is faster depends on the model and the machine, not on a rule one can
+write down: on the 2-core CI CPU of 2026-12-04 (bf16-mixed, AMX) the 8-channel U-Net of
+``configs/lucchi.yaml`` stepped in 98.6 ms contiguous and 140.8 ms channels-last, while
+SMP's ``Unet(resnet18)`` on the same patches took 282 ms and 221 ms; on the CI CPU of
+earlier sessions channels-last made the same U-Net's steps 1.19x faster
+(``bench/precision_step.py``).
+
+The probe runs on copies of the model with the run's first training batch, inside the
+run's precision context, and leaves the random number generators as it found them, so
+the run learns exactly what it would have learnt with the chosen format set by hand.
+"""
+
+from __future__ import annotations
+
+import copy
+import statistics
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class FormatProbe:
+    """Median milliseconds of a training step in each format, and the choice."""
+
+    contiguous_ms: float
+    channels_last_ms: float
+
+    @property
+    def channels_last(self) -> bool:
+        return self.channels_last_ms < self.contiguous_ms
+
+    def describe(self) -> str:
+        chosen = "channels-last" if self.channels_last else "contiguous"
+        return (
+            f"train.channels_last auto: {chosen} (a training step took "
+            f"{self.contiguous_ms:.1f} ms contiguous, {self.channels_last_ms:.1f} ms "
+            "channels-last on this machine)"
+        )
+
+
+def probe_memory_format(
+    model: nn.Module,
+    images: torch.Tensor,
+    context: Callable[[], AbstractContextManager],
+    warmup: int = 2,
+    steps: int = 3,
+) -> FormatProbe:
+    """Time forward and backward of ``model`` on ``images`` in both memory formats.
+
+    Each format gets its own copy of the model in training mode; after ``warmup`` steps of
+    each (the first builds the kernels), the two alternate for ``steps`` timed steps each,
+    so that a drift in the machine's speed falls on both. The loss is the mean square of
+    the outputs (auxiliary deep-supervision outputs included): what is timed is the
+    network, not a particular loss. ``context`` opens the run's autocast context.
+    """
+    device = images.device
+    devices = [device] if device.type == "cuda" else []
+    times: dict[bool, list[float]] = {False: [], True: []}
+    with torch.random.fork_rng(devices=devices):  # dropout in the copies draws numbers
+        nets = {}
+        inputs = {}
+        for channels_last in (False, True):
+            fmt = torch.channels_last if channels_last else torch.contiguous_format
+            nets[channels_last] = copy.deepcopy(model).train().to(memory_format=fmt)
+            inputs[channels_last] = images.detach().contiguous(memory_format=fmt)
+        for i in range(warmup + steps):
+            for channels_last in (False, True):
+                seconds = _step_seconds(nets[channels_last], inputs[channels_last], context)
+                if i >= warmup:
+                    times[channels_last].append(seconds)
+    return FormatProbe(
+        contiguous_ms=round(1000 * statistics.median(times[False]), 1),
+        channels_last_ms=round(1000 * statistics.median(times[True]), 1),
+    )
+
+
+def _step_seconds(
+    net: nn.Module, x: torch.Tensor, context: Callable[[], AbstractContextManager]
+) -> float:
+    cuda = x.device.type == "cuda"
+    if cuda:
+        torch.cuda.synchronize(x.device)
+    start = time.perf_counter()
+    with context():
+        out = net(x)
+        outputs = [out, *(getattr(net, "aux_outputs", None) or [])]
+        loss = sum(o.float().square().mean() for o in outputs)
+    loss.backward()
+    if cuda:
+        torch.cuda.synchronize(x.device)
+    seconds = time.perf_counter() - start
+    net.zero_grad(set_to_none=True)
+    return seconds
