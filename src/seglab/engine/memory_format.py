@@ -1,11 +1,11 @@
 """``train.channels_last: auto``: time training steps in both memory formats, keep the faster.
 
 Which format is faster depends on the model and the machine, not on a rule one can
-write down: on the 2-core CI CPU of 2026-12-04 (bf16-mixed, AMX) the 8-channel U-Net of
-``configs/lucchi.yaml`` stepped in 98.6 ms contiguous and 140.8 ms channels-last, while
-SMP's ``Unet(resnet18)`` on the same patches took 282 ms and 221 ms; on the CI CPU of
-earlier sessions channels-last made the same U-Net's steps 1.19x faster
-(``bench/precision_step.py``).
+write down: on one 2-core CI CPU (bf16-mixed, AMX) this probe timed the 8-channel U-Net
+of ``configs/lucchi.yaml`` at 115-144 ms a step contiguous and 146-156 ms channels-last,
+and SMP's ``Unet(resnet18)`` on the same patches at 264-416 ms and 204-298 ms; on the CI
+CPU of earlier sessions channels-last made the same U-Net's steps 1.19x faster
+(``bench/precision_step.py``; docs/benchmarks.md, "Lucchi on a faster CPU").
 
 The probe runs on copies of the model with the run's first training batch, inside the
 run's precision context, and leaves the random number generators as it found them, so
