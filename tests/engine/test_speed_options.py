@@ -72,12 +72,13 @@ def test_the_probe_keeps_the_faster_format_and_leaves_model_and_rng_alone(monkey
 
     from seglab.engine import memory_format
 
+    real_step = memory_format._step_seconds
+
     def fake_step(net, x, context):  # noqa: ANN001
-        memory_format._real_step(net, x, context)  # really runs: BN statistics, dropout
+        real_step(net, x, context)  # really runs: BN statistics, dropout
         nhwc = x.is_contiguous(memory_format=torch.channels_last)
         return 0.001 if nhwc == cl_faster else 0.002
 
-    monkeypatch.setattr(memory_format, "_real_step", memory_format._step_seconds, raising=False)
     monkeypatch.setattr(memory_format, "_step_seconds", fake_step)
     net = _dropout_net().train()
     before = {k: v.clone() for k, v in net.state_dict().items()}

@@ -21,7 +21,7 @@ from torch import nn
 
 from seglab.config import Config
 from seglab.data.augment import build_augment
-from seglab.engine.memory_format import FormatProbe, probe_memory_format
+from seglab.engine.memory_format import probe_memory_format
 from seglab.engine.optim import build_optimizer, build_scheduler, lr_factor  # noqa: F401
 from seglab.engine.rng import capture_rng, restore_rng
 from seglab.losses import create_loss, probabilities
@@ -45,7 +45,6 @@ class SegModule(L.LightningModule):
         self.channels_last: bool | None = (
             None if cfg.train.channels_last == "auto" else cfg.train.channels_last
         )
-        self.format_probe: FormatProbe | None = None
         self.bad_loss: str | None = None  # why the last step was skipped (read by NanGuard)
         self.last_val: dict[str, float] = {}
         # the epoch's training loss, kept here (and in checkpoints) so a run resumed
@@ -83,7 +82,6 @@ class SegModule(L.LightningModule):
         )
         if self.trainer.world_size > 1:
             probe = self.trainer.strategy.broadcast(probe, src=0)
-        self.format_probe = probe
         self.channels_last = probe.channels_last
         if probe.channels_last:
             self.model.to(memory_format=torch.channels_last)
