@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -204,3 +206,34 @@ def test_auto_precision_on_a_cuda_gpu(tiny_config, monkeypatch):
     assert fit_module.resolve_precision(cfg) == "bf16-mixed"
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
     assert fit_module.resolve_precision(cfg) == "16-mixed"
+
+
+def test_the_format_probe_counts_against_the_budget_but_not_as_a_slow_epoch(monkeypatch):
+    # epochs of two 5 s batches, a 100 s budget (95 s less the reserve) and a 20 s probe
+    # in the first batch: the run stops after an epoch when less than 1.1 x the slowest
+    # epoch is left. Taken for the epoch's time, the probe (30 s "epochs") would stop it
+    # after 5 epochs, or cut the fourth short; left out of the budget, after 9
+    from seglab.engine import stopping
+
+    trainer = SimpleNamespace(current_epoch=0, max_epochs=1000, should_stop=False)
+    module = SimpleNamespace(format_probe_s=0.0)
+    clock = [0.0]
+    monkeypatch.setattr(stopping.time, "monotonic", lambda: clock[0])
+    stops = stopping.StopConditions(Path("unused.ckpt"), budget_s=100.0)
+    stops.setup(trainer, module, "fit")
+    stops.teardown(trainer, module, "fit")
+    while not trainer.should_stop:
+        stops.on_train_epoch_start(trainer, module)
+        for last in (False, True):
+            if clock[0] == 0.0:
+                clock[0] += 20.0
+                module.format_probe_s = 20.0
+            clock[0] += 5.0
+            progress = SimpleNamespace(is_last_batch=last)
+            trainer.fit_loop = SimpleNamespace(epoch_loop=SimpleNamespace(batch_progress=progress))
+            stops.on_train_batch_end(trainer, module, None, None, 0)
+        stops.on_train_epoch_end(trainer, module)
+        trainer.current_epoch += 1
+    # epochs end at 30, 40, ..., 90 s: after 80 s 15 s are left (>= 11), after 90 s 5
+    assert trainer.current_epoch == 7
+    assert module.format_probe_s == 0.0  # taken out once

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from typing import Any
 
 import lightning as L
@@ -45,6 +46,8 @@ class SegModule(L.LightningModule):
         self.channels_last: bool | None = (
             None if cfg.train.channels_last == "auto" else cfg.train.channels_last
         )
+        # seconds that choice took, until StopConditions takes them out of the batch's time
+        self.format_probe_s = 0.0
         self.bad_loss: str | None = None  # why the last step was skipped (read by NanGuard)
         self.last_val: dict[str, float] = {}
         # the epoch's training loss, kept here (and in checkpoints) so a run resumed
@@ -77,6 +80,7 @@ class SegModule(L.LightningModule):
 
         Rank 0's choice holds on every rank, so that all processes train alike.
         """
+        start = time.monotonic()
         probe = probe_memory_format(
             self.model, images, self.trainer.precision_plugin.forward_context
         )
@@ -85,6 +89,7 @@ class SegModule(L.LightningModule):
         self.channels_last = probe.channels_last
         if probe.channels_last:
             self.model.to(memory_format=torch.channels_last)
+        self.format_probe_s = time.monotonic() - start
         log.info(probe.describe())
 
     def _augment(self, images: torch.Tensor, masks: torch.Tensor) -> Batch:

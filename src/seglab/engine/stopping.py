@@ -154,6 +154,7 @@ class StopConditions(L.Callback):
 
     def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:  # noqa: ANN001
         now = time.monotonic()
+        self._leave_out_probe(module)
         self._slowest_batch = max(self._slowest_batch, now - self._last_batch_end)
         self._last_batch_end = now
         if trainer.fit_loop.epoch_loop.batch_progress.is_last_batch:
@@ -165,6 +166,20 @@ class StopConditions(L.Callback):
             self._stop_now(trainer, f"signal {self._signal}")
         if self.budget_s is not None and self._left(now) < 2 * self._slowest_batch:
             self._stop_now(trainer, f"time budget {self.budget_text} (cut short)")
+
+    def _leave_out_probe(self, module: L.LightningModule | None) -> None:
+        """Take the memory-format probe's seconds out of this batch's and epoch's times.
+
+        ``train.channels_last: auto`` times both formats inside the first training batch
+        (``SegModule.format_probe_s``). Those seconds count against the budget, through the
+        clock, but the stop rules and the fitted schedule take the slowest batch and epoch
+        for what a later one may take, which no later one repeats.
+        """
+        probe = getattr(module, "format_probe_s", 0.0)
+        if probe:
+            module.format_probe_s = 0.0
+            self._last_batch_end += probe
+            self._epoch_start += probe
 
     def on_train_epoch_end(self, trainer: L.Trainer, module: L.LightningModule) -> None:
         now = time.monotonic()
