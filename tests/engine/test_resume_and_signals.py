@@ -208,3 +208,36 @@ def test_a_signal_in_the_second_epoch_resumes_like_the_uninterrupted_run(
     result = fit(cfg, run, data, resume=True)
     assert result.completed
     assert final_figures(run.path) == final_figures(reference_run.path)
+
+
+def test_a_slurm_signal_inside_a_csv_save_does_not_write_the_file_twice_at_once(tmp_path):
+    """Lightning's SIGUSR1 handler finalizes the loggers wherever the main thread is.
+
+    Landing inside the CSV logger's save, a nested save wrote metrics.csv under the one it
+    interrupted and ended a SLURM test run with "dict contains fields not in fieldnames".
+    """
+    from seglab.engine.fit import SignalSafeCSVLogger
+
+    logger = SignalSafeCSVLogger(tmp_path, name="logs", version="")
+    writer = logger.experiment
+    real_save, inside, depth = writer.save, [], [0]
+
+    def save_hit_by_the_signal() -> None:
+        depth[0] += 1
+        inside.append(depth[0])
+        if len(inside) == 1:
+            logger.finalize("finished")  # what Lightning's handler does, mid-save
+        real_save()
+        depth[0] -= 1
+
+    writer.save = save_hit_by_the_signal
+    logger.log_metrics({"train_loss": 0.5}, step=0)
+    logger.save()
+    logger.log_metrics({"train_loss": 0.4, "val_iou": 0.7}, step=1)
+    logger.save()
+    assert inside == [1, 1]  # never two writes of the file at once
+    rows = read_csv(tmp_path / "logs" / "metrics.csv")
+    assert [(r["step"], r["train_loss"], r["val_iou"]) for r in rows] == [
+        ("0", "0.5", ""),
+        ("1", "0.4", "0.7"),
+    ]

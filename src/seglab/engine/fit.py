@@ -276,8 +276,31 @@ def _launched_by_torchrun() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1") or 1) > 1
 
 
+class SignalSafeCSVLogger(CSVLogger):
+    """Lightning's CSV logger, whose ``save`` a signal handler cannot re-enter.
+
+    Under SLURM, Lightning's SIGUSR1 handler calls ``finalize`` (so ``save``) on every
+    logger. When the signal lands while the main thread is inside ``save``, rewriting
+    ``logs/metrics.csv`` for a new column, the nested save writes the same file under it;
+    the next save then finds a row with more fields than the header and the run ends with
+    ``ValueError: dict contains fields not in fieldnames``. The nested call is skipped
+    instead: the save it interrupted writes the same metrics.
+    """
+
+    _saving = False
+
+    def save(self) -> None:
+        if self._saving:
+            return
+        self._saving = True
+        try:
+            super().save()
+        finally:
+            self._saving = False
+
+
 def _loggers(cfg: Config, run: Run) -> list[Logger]:
-    loggers: list[Logger] = [CSVLogger(run.path, name="logs", version="")]
+    loggers: list[Logger] = [SignalSafeCSVLogger(run.path, name="logs", version="")]
     if cfg.train.logger == "tensorboard":
         if importlib.util.find_spec("tensorboard") or importlib.util.find_spec("tensorboardX"):
             loggers.append(TensorBoardLogger(run.path, name="tensorboard", version=""))
