@@ -128,7 +128,7 @@ def test_tensorboard_logger_falls_back_to_csv_with_a_warning_when_absent(
     cfg.train.logger = "tensorboard"
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     loggers = fit_module._loggers(cfg, Run.create(tmp_path, "tb"))
-    assert [type(x) for x in loggers] == [CSVLogger]
+    assert len(loggers) == 1 and isinstance(loggers[0], CSVLogger)  # CSV only
     assert "tensorboard but it is not installed" in caplog.text
 
 
