@@ -159,6 +159,9 @@ class ModelConfig(Section):
     se: bool = False
     attention: bool = False
     residual: bool = False  # each conv block's second convolution adds its input back
+    # unet family: f > 1 runs the U-Net at 1/f resolution on f x f pixel blocks folded into
+    # channels, and unfolds f*f logits per position into full-resolution output
+    space_to_depth: int = Field(1, ge=1, le=8)
     # timm encoders (timm_unet, convnext_unet, coatnet_unet, deeplabv3plus); None = family default
     encoder: str | None = Field(None, min_length=1, max_length=128)
     pretrained: bool = False

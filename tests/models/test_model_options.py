@@ -240,3 +240,46 @@ def test_a_model_folder_reloads_without_warnings_about_its_options(tmp_path, cap
     with caplog.at_level(logging.WARNING, logger="seglab"):
         load_model_folder(tmp_path / "m")
     assert not caplog.records
+
+
+@pytest.mark.parametrize("fold", [2, 4])
+def test_space_to_depth_gives_one_logit_per_pixel_at_any_size(fold):
+    torch.manual_seed(0)
+    cfg = ModelConfig(name="res_unet", depth=2, base_channels=4, num_classes=2)
+    model = create_model(cfg.model_copy(update={"space_to_depth": fold})).eval()
+    x = torch.randn(2, 1, 45, 70)  # neither side a multiple of fold * 2**depth
+    with torch.no_grad():
+        out = model(x)
+    assert out.shape == (2, 2, 45, 70)
+    # the U-Net runs at 1/fold resolution, but the logits of the pixels in one fold x fold
+    # block come from different channels: the output is not a blocky upsampling
+    block = out[:, :, :fold, :fold].flatten(2)
+    assert (block.std(dim=2) > 1e-4).all()
+    # only the first convolution (fold**2 inputs) and the head (fold**2 logits per class)
+    # grow; every level inside keeps the plain U-Net's widths
+    plain = create_model(cfg)
+    grown = {k for k, v in model.state_dict().items() if v.shape != plain.state_dict()[k].shape}
+    assert grown and all(k.startswith(("stem.conv1.0.", "head.")) for k in grown)
+    assert model.multiple == fold * 4
+
+
+def test_space_to_depth_deep_supervision_and_channels_last_train():
+    model = create_model(
+        ModelConfig(
+            name="res_unet", depth=2, base_channels=4, space_to_depth=2, deep_supervision=True
+        )
+    ).train()
+    x = torch.randn(2, 1, 33, 40).contiguous(memory_format=torch.channels_last)
+    out = model.to(memory_format=torch.channels_last)(x)
+    assert out.shape == (2, 1, 33, 40)
+    assert [a.shape for a in model.aux_outputs] == [out.shape]
+    (out.mean() + model.aux_outputs[0].mean()).backward()
+    assert all(p.grad is not None for p in model.parameters())
+
+
+def test_space_to_depth_is_read_by_the_unets_only(caplog):
+    with caplog.at_level(logging.WARNING):
+        create_model(ModelConfig(**SWIN, space_to_depth=2))
+    assert "space_to_depth" in caplog.text
+    with pytest.raises(ValueError):
+        ModelConfig(space_to_depth=0)

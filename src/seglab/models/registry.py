@@ -35,6 +35,7 @@ FAMILY_OPTIONS = (
     "depths",
     "aspp_rates",
     "deep_supervision",
+    "space_to_depth",
 )
 
 

@@ -3,7 +3,9 @@
 Options: squeeze-excitation after every conv block (``se_unet``, the hyperspectral
 work's "SECompressorUNet" body), additive attention gates on the skip connections
 (``attention_unet``, Oktay et al. 2018), residual conv blocks (``res_unet``: the
-shortcut spans each block's second convolution) and deep supervision. With all options
+shortcut spans each block's second convolution), deep supervision, and a U-Net that works
+at 1/f of the input's resolution (``space_to_depth``: each f x f block of pixels becomes
+f*f input channels, each output position f*f logits, one per pixel). With all options
 off the network is exactly the foundation's baseline (same weights layout, same speed).
 """
 
@@ -37,6 +39,10 @@ class UNet(nn.Module):
     from level to level. With ``deep_supervision`` the decoder stages above the last one
     get 1x1 heads; in training mode their logits (resized to the input) are left in
     ``aux_outputs``, deepest first, while ``forward`` still returns the main logits only.
+    ``space_to_depth`` = f > 1 folds each f x f block of input pixels into channels
+    (``pixel_unshuffle``), runs the U-Net on the f-times smaller image, and unfolds f*f
+    logits per position back into one per pixel (``pixel_shuffle``): the output keeps the
+    input's resolution, every level's features have f x f fewer pixels.
     """
 
     def __init__(
@@ -53,6 +59,7 @@ class UNet(nn.Module):
         grad_checkpointing: bool = False,
         residual: bool = False,
         widths: list[int] | None = None,
+        space_to_depth: int = 1,
     ) -> None:
         super().__init__()
         self.grad_checkpointing = grad_checkpointing
@@ -61,9 +68,12 @@ class UNet(nn.Module):
         elif len(widths) != depth + 1:
             raise ValueError(f"widths {widths} must have depth + 1 = {depth + 1} entries")
         widths = list(widths)
-        self.multiple = 2**depth
+        if space_to_depth < 1:
+            raise ValueError(f"space_to_depth must be at least 1, got {space_to_depth}")
+        self.fold = space_to_depth
+        self.multiple = 2**depth * space_to_depth
         block = ResidualConvBlock if residual else ConvBlock
-        self.stem = block(in_channels, widths[0], norm)
+        self.stem = block(in_channels * space_to_depth**2, widths[0], norm)
         self.down = nn.ModuleList(
             block(widths[i], widths[i + 1], norm, dropout if i == depth - 1 else 0.0)
             for i in range(depth)
@@ -75,7 +85,7 @@ class UNet(nn.Module):
         self.decode = nn.ModuleList(
             block(2 * widths[i], widths[i], norm, dropout) for i in reversed(range(depth))
         )
-        self.head = nn.Conv2d(widths[0], num_classes, 1)
+        self.head = nn.Conv2d(widths[0], num_classes * space_to_depth**2, 1)
         # optional parts exist only when switched on, so the baseline's state dict is unchanged
         if se:
             self.se_down = nn.ModuleList(SqueezeExcite(w) for w in widths)
@@ -94,6 +104,9 @@ class UNet(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         height, width = x.shape[-2:]
         x = pad_to_multiple(x, self.multiple)
+        padded = x.shape[-2:]
+        if self.fold > 1:
+            x = F.pixel_unshuffle(x, self.fold)
         se_down = getattr(self, "se_down", None)
         se_up = getattr(self, "se_up", None)
         gates = getattr(self, "gates", None)
@@ -117,12 +130,15 @@ class UNet(nn.Module):
             decoded.append(y)
         if aux_heads is not None and self.training:
             self.aux_outputs = [
-                upsample_to(head(d), x.shape[-2:])[..., :height, :width]
+                upsample_to(head(d), padded)[..., :height, :width]
                 for head, d in zip(aux_heads, decoded, strict=False)
             ]
         else:
             self.aux_outputs = []
-        return self.head(y)[..., :height, :width]
+        logits = self.head(y)
+        if self.fold > 1:
+            logits = F.pixel_shuffle(logits, self.fold)
+        return logits[..., :height, :width]
 
     def _run(self, block: nn.Module, x: torch.Tensor) -> torch.Tensor:
         """``block(x)``, recomputed in backward instead of stored with grad_checkpointing."""
@@ -147,6 +163,7 @@ def _build(cfg: ModelConfig, **switched_on: bool) -> UNet:
         grad_checkpointing=cfg.grad_checkpointing,
         residual=cfg.residual,
         widths=cfg.widths,
+        space_to_depth=cfg.space_to_depth,
     )
 
 
@@ -161,6 +178,7 @@ UNET_READS = (
     "attention",
     "residual",
     "deep_supervision",
+    "space_to_depth",
 )
 
 
