@@ -51,6 +51,8 @@ def cross_entropy(
     keep = valid_mask(target, ignore_index)
     if logits.shape[1] == 1:
         truth = (target == 1).to(logits.dtype)  # float32 targets would round float64 logits
+        if ignore_index is None and class_weights is None:  # every pixel counts: one fused mean
+            return F.binary_cross_entropy_with_logits(logits[:, 0], truth)
         per_pixel = F.binary_cross_entropy_with_logits(logits[:, 0], truth, reduction="none")
         if class_weights is None:
             return _masked_mean(per_pixel, keep.float(), logits)
@@ -102,13 +104,14 @@ def _region_terms(
     """Soft TP, FP, FN per channel, kept pixels pooled over the batch."""
     probs = probabilities(logits)
     truth = one_hot(target, logits.shape[1])
-    keep = valid_mask(target, ignore_index).unsqueeze(1).to(probs.dtype)
-    probs, truth = probs * keep, truth * keep
+    if ignore_index is not None:
+        keep = valid_mask(target, ignore_index).unsqueeze(1).to(probs.dtype)
+        probs, truth = probs * keep, truth * keep
     dims = (0, 2, 3)
     tp = (probs * truth).sum(dims)
-    fp = (probs * (1 - truth)).sum(dims)
-    fn = ((1 - probs) * truth).sum(dims)
-    return tp, fp, fn
+    # FP = sum p(1 - t) = sum p - TP and FN = sum (1 - p)t = sum t - TP: one product over
+    # the pixels instead of three (the loss runs once per deep-supervision output per step)
+    return tp, probs.sum(dims) - tp, truth.sum(dims) - tp
 
 
 def tversky_loss(
