@@ -264,3 +264,17 @@ def test_focal_without_focusing_or_balance_is_bce(batch):
     assert float(focal_loss(logits, target, None, 0.0, IGNORE)) == pytest.approx(
         float(cross_entropy(logits, target, IGNORE)), rel=1e-6, abs=1e-9
     )
+
+
+@FAST
+@given(batches(), st.floats(0.0, 2.0))
+def test_without_an_ignore_index_the_losses_are_the_same_as_with_nothing_ignored(batch, smooth):
+    # the losses take shorter paths when no ignore_index is set; with no pixel ignored they
+    # must give what the masked paths (checked against the formulas above) give
+    logits, target = batch
+    target = torch.where(target == IGNORE, torch.zeros_like(target), target)
+    for name in ("ce", "dice", "jaccard", "tversky", "bce_dice"):
+        cfg = LossConfig(name=name, smooth=smooth)
+        plain = create_loss(cfg, logits.shape[1], None)(logits, target)
+        masked = create_loss(cfg, logits.shape[1], IGNORE)(logits, target)
+        assert float(plain) == pytest.approx(float(masked), rel=1e-5, abs=1e-7)
