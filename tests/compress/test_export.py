@@ -31,6 +31,24 @@ def test_export_matches_pytorch_at_another_size(unet, tmp_path, fmt):
         assert check_export(unet, exported, shape) <= 1e-4
 
 
+@pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
+def test_a_folded_unet_exports_with_its_larger_input_multiple(tmp_path, fmt):
+    # model.space_to_depth: pixel_unshuffle / pixel_shuffle in the graph, inputs padded to
+    # a multiple of fold * 2**depth outside it
+    torch.manual_seed(0)
+    cfg = ModelConfig(name="res_unet", depth=2, base_channels=4, space_to_depth=2)
+    model = create_model(cfg).eval()
+    example = torch.randn(1, 1, 64, 64)
+    if fmt == "onnx":
+        export_onnx(model, example, tmp_path / "model.onnx")
+    else:
+        export_torchscript(model, example, tmp_path / "model.pt")
+    assert input_multiple(model) == 8
+    exported = load_exported(tmp_path, fmt, multiple=input_multiple(model))
+    for shape in [(1, 1, 64, 64), (2, 1, 37, 90)]:
+        assert check_export(model, exported, shape) <= 1e-4
+
+
 def test_a_mismatching_export_is_an_error(unet, tmp_path):
     export_onnx(unet, torch.randn(1, 1, 64, 64), tmp_path / "model.onnx")
     torch.manual_seed(1)
