@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import torch
+
 from seglab.runs import read_csv, read_json
 
 REPO = Path(__file__).resolve().parents[2]
@@ -27,11 +29,15 @@ TINY = [
 
 
 def seglab(
-    *args: str, cwd: Path, timeout: float = 300, entry: tuple[str, ...] = ("-m", "seglab")
+    *args: str,
+    cwd: Path,
+    timeout: float = 300,
+    entry: tuple[str, ...] = ("-m", "seglab"),
+    tiny: bool = True,
 ) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(REPO / "src"), OMP_NUM_THREADS="1")
     env.pop("SEGLAB_RUN_DIR", None)
-    sets = [arg for o in TINY for arg in ("--set", o)]
+    sets = [arg for o in TINY for arg in ("--set", o)] if tiny else []
     return subprocess.run(
         [sys.executable, *entry, *args, *sets],
         cwd=cwd,
@@ -116,6 +122,65 @@ def test_a_nan_on_one_ddp_rank_is_skipped_by_every_rank(tmp_path):
     rows = read_csv(run / "history.csv")
     assert [r["epoch"] for r in rows] == ["1", "2"]
     assert [r["skipped_steps"] for r in rows] == ["1", "0"]  # rank 0 skipped it too
+    assert read_json(run / "train_summary.json")["completed"]
+
+
+# seglab's CLI with a tiny U-Net whose process of rank 1, alone, receives SIGTERM at its
+# third training step: the first step of epoch 2, with one more batch left in the epoch
+SIGTERM_ON_RANK_1 = """
+import os, signal, sys
+import torch
+from seglab.cli import main
+from seglab.models import registry
+from seglab.models.registry import create_model
+
+class SigtermOnRank1(torch.nn.Module):
+    def __init__(self, cfg):
+        super().__init__()
+        self.inner = create_model(cfg.model_copy(update={"name": "unet"}))
+        self.calls = 0
+
+    def forward(self, x):
+        if self.training:
+            if self.calls == 2 and os.environ.get("LOCAL_RANK") == "1":
+                os.kill(os.getpid(), signal.SIGTERM)
+            self.calls += 1
+        return self.inner(x)
+
+registry.available_models()
+registry._MODELS["sigterm_on_rank_1"] = SigtermOnRank1
+sys.exit(main())
+"""
+
+
+def test_a_signal_to_one_ddp_rank_stops_every_rank_at_the_same_step_and_resumes(tmp_path):
+    """A rank that stopped alone would leave the others waiting in all-reduce: a hang."""
+    script = tmp_path / "seglab_with_sigterm.py"
+    script.write_text(SIGTERM_ON_RANK_1)
+    ddp = ["--set", "train.devices=2", "--set", "train.strategy=ddp"]
+    done = seglab(
+        "train",
+        "--runs-dir",
+        str(tmp_path / "runs"),
+        *ddp,
+        "--set",
+        "model.name=sigterm_on_rank_1",
+        cwd=tmp_path,
+        timeout=240,
+        entry=(str(script),),
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    (run,) = list((tmp_path / "runs").iterdir())
+    summary = read_json(run / "train_summary.json")
+    assert summary["stopped_because"] == "signal SIGTERM" and not summary["completed"]
+    checkpoint = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    assert checkpoint["global_step"] == 3  # inside epoch 2, where rank 1 got the signal
+    assert [r["epoch"] for r in read_csv(run / "history.csv")] == ["1"]
+    done = seglab(
+        "train", "--resume", str(run), cwd=tmp_path, timeout=240, entry=(str(script),), tiny=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert [r["epoch"] for r in read_csv(run / "history.csv")] == ["1", "2"]
     assert read_json(run / "train_summary.json")["completed"]
 
 

@@ -191,12 +191,17 @@ def test_under_ddp_every_rank_follows_rank_zero_on_the_budget(monkeypatch, rank_
         sent.append((value, src))
         return rank_zero
 
+    def reduce(flags, reduce_op):  # no rank received a signal
+        sent.append((flags.tolist(), reduce_op))
+        return flags
+
     trainer = SimpleNamespace(
         current_epoch=0,
         max_epochs=1000,
         should_stop=False,
         world_size=2,
-        strategy=SimpleNamespace(broadcast=broadcast),
+        is_global_zero=False,
+        strategy=SimpleNamespace(broadcast=broadcast, reduce=reduce, root_device="cpu"),
         lr_scheduler_configs=[SimpleNamespace(scheduler=sched)],
     )
     clock = [0.0]
@@ -205,6 +210,8 @@ def test_under_ddp_every_rank_follows_rank_zero_on_the_budget(monkeypatch, rank_
     stops.on_train_epoch_start(trainer, None)
     clock[0] += 10.0
     stops.on_train_epoch_end(trainer, None)
-    assert sent == [((False, 9), 0)]  # this rank's own view: go on, 9 epochs in all
+    # this rank's own view: go on, 9 epochs in all; then no signal here, and the budget is
+    # not this rank's to call (only rank 0's clock counts)
+    assert sent == [((False, 9), 0), ([0.0, 0.0], "max")]
     assert trainer.should_stop is rank_zero[0]
     assert sched.lr_lambdas[0].epochs == (1000 if rank_zero[1] is None else 7)

@@ -12,6 +12,9 @@ With ``val_every`` > 1 or ``val_from`` > 0 it also plans which epochs validate: 
 and, under a time budget, the first and every epoch after which the budget may not
 leave room for another, so that the epoch a budget ends with is validated and can be
 the best checkpoint.
+
+Under DDP every rank stops at the same step: a signal any rank received, and the time
+budget as rank 0's clock sees it, are agreed on by all ranks at each check.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ import time
 from pathlib import Path
 
 import lightning as L
+import torch
 
 from seglab.engine.optim import EpochFactor
 
@@ -162,9 +166,11 @@ class StopConditions(L.Callback):
             # in Lightning (it skips that validation and the next epoch's): on_train_epoch_end
             # stops once the validation ran, and Lightning saves the end-of-epoch checkpoint
             return
-        if self._signal is not None:
-            self._stop_now(trainer, f"signal {self._signal}")
-        if self.budget_s is not None and self._left(now) < 2 * self._slowest_batch:
+        out_of_time = self.budget_s is not None and self._left(now) < 2 * self._slowest_batch
+        signalled, out_of_time = self._agreed(trainer, out_of_time)
+        if signalled is not None:
+            self._stop_now(trainer, f"signal {signalled}")
+        if out_of_time:
             self._stop_now(trainer, f"time budget {self.budget_text} (cut short)")
 
     def _leave_out_probe(self, module: L.LightningModule | None) -> None:
@@ -194,8 +200,9 @@ class StopConditions(L.Callback):
             # every rank's clock differs a little: rank 0 decides for all, so that no rank
             # stops or trains at another rate alone
             out_of_time, planned = _from_rank_zero(trainer, (out_of_time, planned))
-        if self._signal is not None:
-            self._stop_at_epoch_end(trainer, f"signal {self._signal}")
+        signalled, _ = self._agreed(trainer, False)
+        if signalled is not None:
+            self._stop_at_epoch_end(trainer, f"signal {signalled}")
         elif out_of_time:
             self._stop_at_epoch_end(trainer, f"time budget {self.budget_text} (cut short)")
         elif planned is not None:
@@ -264,6 +271,22 @@ class StopConditions(L.Callback):
                 groups = scheduler.optimizer.param_groups
                 for group, base, factor in zip(groups, scheduler.base_lrs, factors, strict=True):
                     group["lr"] = base * factor(scheduler.last_epoch)
+
+    def _agreed(self, trainer: L.Trainer, out_of_time: bool) -> tuple[str | None, bool]:
+        """The signal any rank received (or None), and rank 0's ``out_of_time``.
+
+        Under DDP a rank that stopped alone would leave the others waiting in the next
+        gradient all-reduce, and a signal may reach one process only (``kill`` of the
+        launching process, a node's scheduler): one all-reduce per call makes every rank
+        stop at the same step. A collective: every rank must call it at the same point.
+        """
+        if getattr(trainer, "world_size", 1) <= 1:
+            return self._signal, out_of_time
+        number = signal.Signals[self._signal].value if self._signal else 0
+        mine = float(out_of_time) if trainer.is_global_zero else 0.0
+        flags = torch.tensor([float(number), mine], device=trainer.strategy.root_device)
+        number, out_of_time = trainer.strategy.reduce(flags, reduce_op="max").tolist()
+        return (signal.Signals(int(number)).name if number else None), bool(out_of_time)
 
     def _left(self, now: float) -> float:
         reserve = min(0.05 * self.budget_s, 120.0)  # checkpoint, model folder and report
