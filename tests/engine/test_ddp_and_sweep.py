@@ -70,16 +70,17 @@ def test_two_process_ddp_on_cpu_trains_to_the_end_in_one_run_folder(tmp_path):
     assert (run / "model" / "model.safetensors").is_file()
 
 
-# seglab's CLI with one more model: a tiny U-Net whose second training step gives NaN on
-# the process of rank 1 only (Lightning's DDP launcher reruns this script for rank 1)
-NAN_ON_RANK_1 = """
-import os, sys
+# seglab's CLI with one more model: a tiny U-Net that runs __ACTION__ at its training
+# call number __AT__ (from 0) on the process of rank 1 only (Lightning's DDP launcher
+# reruns the script for rank 1)
+RANK_1_CLI = """
+import os, signal, sys
 import torch
 from seglab.cli import main
 from seglab.models import registry
 from seglab.models.registry import create_model
 
-class NanOnRank1(torch.nn.Module):
+class OnRank1(torch.nn.Module):
     def __init__(self, cfg):
         super().__init__()
         self.inner = create_model(cfg.model_copy(update={"name": "unet"}))
@@ -88,35 +89,34 @@ class NanOnRank1(torch.nn.Module):
     def forward(self, x):
         out = self.inner(x)
         if self.training:
-            if self.calls == 1 and os.environ.get("LOCAL_RANK") == "1":
-                out = out * float("nan")
+            if self.calls == __AT__ and os.environ.get("LOCAL_RANK") == "1":
+                __ACTION__
             self.calls += 1
         return out
 
 registry.available_models()
-registry._MODELS["nan_on_rank_1"] = NanOnRank1
+registry._MODELS["on_rank_1"] = OnRank1
 sys.exit(main())
 """
 
 
+def train_with_rank_1_event(
+    tmp_path: Path, at: int, action: str
+) -> tuple[subprocess.CompletedProcess, tuple[str, ...]]:
+    """Two-process DDP training of ``on_rank_1``; the result and the CLI, to resume with."""
+    script = tmp_path / "seglab_on_rank_1.py"
+    script.write_text(RANK_1_CLI.replace("__AT__", str(at)).replace("__ACTION__", action))
+    entry = (str(script),)
+    ddp = ["train.devices=2", "train.strategy=ddp", "model.name=on_rank_1"]
+    sets = [arg for o in ddp for arg in ("--set", o)]
+    runs = str(tmp_path / "runs")
+    done = seglab("train", "--runs-dir", runs, *sets, cwd=tmp_path, timeout=240, entry=entry)
+    return done, entry
+
+
 def test_a_nan_on_one_ddp_rank_is_skipped_by_every_rank(tmp_path):
     """A rank that skipped its backward alone would leave the others waiting in all-reduce."""
-    script = tmp_path / "seglab_with_nan.py"
-    script.write_text(NAN_ON_RANK_1)
-    done = seglab(
-        "train",
-        "--runs-dir",
-        str(tmp_path / "runs"),
-        "--set",
-        "train.devices=2",
-        "--set",
-        "train.strategy=ddp",
-        "--set",
-        "model.name=nan_on_rank_1",
-        cwd=tmp_path,
-        timeout=240,
-        entry=(str(script),),
-    )
+    done, _ = train_with_rank_1_event(tmp_path, at=1, action='out = out * float("nan")')
     assert done.returncode == 0, done.stdout + done.stderr
     (run,) = list((tmp_path / "runs").iterdir())
     rows = read_csv(run / "history.csv")
@@ -125,50 +125,11 @@ def test_a_nan_on_one_ddp_rank_is_skipped_by_every_rank(tmp_path):
     assert read_json(run / "train_summary.json")["completed"]
 
 
-# seglab's CLI with a tiny U-Net whose process of rank 1, alone, receives SIGTERM at its
-# third training step: the first step of epoch 2, with one more batch left in the epoch
-SIGTERM_ON_RANK_1 = """
-import os, signal, sys
-import torch
-from seglab.cli import main
-from seglab.models import registry
-from seglab.models.registry import create_model
-
-class SigtermOnRank1(torch.nn.Module):
-    def __init__(self, cfg):
-        super().__init__()
-        self.inner = create_model(cfg.model_copy(update={"name": "unet"}))
-        self.calls = 0
-
-    def forward(self, x):
-        if self.training:
-            if self.calls == 2 and os.environ.get("LOCAL_RANK") == "1":
-                os.kill(os.getpid(), signal.SIGTERM)
-            self.calls += 1
-        return self.inner(x)
-
-registry.available_models()
-registry._MODELS["sigterm_on_rank_1"] = SigtermOnRank1
-sys.exit(main())
-"""
-
-
 def test_a_signal_to_one_ddp_rank_stops_every_rank_at_the_same_step_and_resumes(tmp_path):
     """A rank that stopped alone would leave the others waiting in all-reduce: a hang."""
-    script = tmp_path / "seglab_with_sigterm.py"
-    script.write_text(SIGTERM_ON_RANK_1)
-    ddp = ["--set", "train.devices=2", "--set", "train.strategy=ddp"]
-    done = seglab(
-        "train",
-        "--runs-dir",
-        str(tmp_path / "runs"),
-        *ddp,
-        "--set",
-        "model.name=sigterm_on_rank_1",
-        cwd=tmp_path,
-        timeout=240,
-        entry=(str(script),),
-    )
+    # its third step: the first of epoch 2, with one more batch left in the epoch
+    sigterm = "os.kill(os.getpid(), signal.SIGTERM)"
+    done, entry = train_with_rank_1_event(tmp_path, at=2, action=sigterm)
     assert done.returncode == 0, done.stdout + done.stderr
     (run,) = list((tmp_path / "runs").iterdir())
     summary = read_json(run / "train_summary.json")
@@ -176,9 +137,7 @@ def test_a_signal_to_one_ddp_rank_stops_every_rank_at_the_same_step_and_resumes(
     checkpoint = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
     assert checkpoint["global_step"] == 3  # inside epoch 2, where rank 1 got the signal
     assert [r["epoch"] for r in read_csv(run / "history.csv")] == ["1"]
-    done = seglab(
-        "train", "--resume", str(run), cwd=tmp_path, timeout=240, entry=(str(script),), tiny=False
-    )
+    done = seglab("train", "--resume", str(run), cwd=tmp_path, timeout=240, entry=entry, tiny=False)
     assert done.returncode == 0, done.stdout + done.stderr
     assert [r["epoch"] for r in read_csv(run / "history.csv")] == ["1", "2"]
     assert read_json(run / "train_summary.json")["completed"]
