@@ -119,6 +119,32 @@ def test_a_time_budget_stops_cleanly_with_a_checkpoint(tmp_path, tiny_overrides)
     assert state["epoch"] >= 0 and state["state_dict"]
 
 
+def test_train_epochs_that_end_a_budgeted_run_early_say_so(tmp_path, tiny_overrides):
+    # 2 tiny epochs of a 10-minute budget: the epoch cap, not the budget, ended the run
+    cfg = tiny(tiny_overrides, "train.epochs=2", "train.time_budget=10m")
+    result = fit(cfg, Run.create(tmp_path, "cap"), prepare_data(cfg))
+    assert result.completed and result.stopped_because == "max_epochs"
+    notes = [note for note in result.warnings if "raise train.epochs" in note]
+    assert len(notes) == 1 and notes[0].startswith("train.epochs: 2 ended the run")
+    assert "time budget 10m unused" in notes[0]
+    room = int(notes[0].split("room for about ")[1].split()[0])
+    assert room > 100  # a tiny epoch takes well under a second of the 570 s left
+
+
+@pytest.mark.parametrize(
+    ("unused", "warns"),
+    [((100.0, 5), True), ((50.0, 5), False), ((100.0, 0), False), (None, False)],
+)
+def test_the_unused_budget_note_needs_a_tenth_of_the_budget_and_an_epoch(unused, warns):
+    stops = stopping.StopConditions(checkpoint=None, budget_s=600.0, budget_text="10m")
+    stops.unused = unused
+    note = stops.unused_budget_note(50)
+    assert (note is not None) == warns
+    if warns:
+        assert note.startswith("train.epochs: 50 ended the run with 100 s of the time budget")
+        assert "room for about 5 more epochs" in note
+
+
 class TickingClock:
     """Stands in for ``time`` in seglab.engine.stopping: each reading is ``tick`` s later.
 

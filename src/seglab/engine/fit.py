@@ -211,6 +211,12 @@ def fit(
         stopped = f"non-finite values: {nan_guard.diagnosis}"
     elif early is not None and early.stopped_epoch > 0:
         stopped = f"early stopping: {early.monitor} stopped improving"
+    if stopped is None and not trainer.interrupted:
+        unused = stops.unused_budget_note(cfg.train.epochs)
+        if unused:
+            notes.append(unused)
+            if trainer.is_global_zero:
+                log.warning(unused)
     best_epoch, best_iou = _best(history.rows, "val_iou")
     return FitResult(
         model=model.eval(),

@@ -65,6 +65,7 @@ class StopConditions(L.Callback):
         self.val_every = val_every  # validate every n-th epoch (and the last ones)
         self.val_from = val_from  # and only after this fraction of the budget or epochs
         self.reason: str | None = None
+        self.unused: tuple[float, int] | None = None  # seconds and epochs after max_epochs
         self._signal: str | None = None
         self._start = time.monotonic()
         self._epoch_start = self._start
@@ -193,13 +194,16 @@ class StopConditions(L.Callback):
         self._slowest_epoch = max(self._slowest_epoch, last_epoch)
         out_of_time, planned = False, None
         if self.budget_s is not None and trainer.current_epoch + 1 < (trainer.max_epochs or 0):
+            self._record(last_epoch)
             out_of_time = self._left(now) < 1.1 * self._slowest_epoch
             if not out_of_time and self.fit_schedule:
-                self._record(last_epoch)
                 planned = self._planned_epochs(trainer, now)
             # every rank's clock differs a little: rank 0 decides for all, so that no rank
             # stops or trains at another rate alone
             out_of_time, planned = _from_rank_zero(trainer, (out_of_time, planned))
+        elif self.budget_s is not None:  # the last of max_epochs: what the budget had left
+            self._record(last_epoch)
+            self.unused = (max(self._left(now), 0.0), self._more_epochs(now))
         signalled, _ = self._agreed(trainer, False)
         if signalled is not None:
             self._stop_at_epoch_end(trainer, f"signal {signalled}")
@@ -246,8 +250,31 @@ class StopConditions(L.Callback):
             plain = min(max(self.val_from * self.budget_s - (now - self._start), 0.0), slack)
             more = int(plain / train + (slack - plain) / (train + val / self.val_every)) + 1
         else:
-            more = int(slack // max(self._typical_epoch(), 1e-6)) + 1
+            more = self._more_epochs(now)
         return trainer.current_epoch + 1 + more
+
+    def _more_epochs(self, now: float) -> int:
+        """How many more epochs of the typical length the stop rule would start from now."""
+        slack = self._left(now) - 1.1 * self._slowest_epoch
+        return int(slack // max(self._typical_epoch(), 1e-6)) + 1 if slack >= 0 else 0
+
+    def unused_budget_note(self, max_epochs: int) -> str | None:
+        """A warning when ``train.epochs``, not the budget, ended a run with room to spare.
+
+        Only when at least one more epoch would have started and the time left is at least
+        a tenth of the budget: the fitted schedule ended with the epochs, so that time was
+        lost, and a higher ``train.epochs`` would have trained through it.
+        """
+        if self.unused is None or self.budget_s is None:
+            return None
+        seconds, epochs = self.unused
+        if epochs < 1 or seconds < 0.1 * self.budget_s:
+            return None
+        return (
+            f"train.epochs: {max_epochs} ended the run with {seconds:.0f} s of the time budget "
+            f"{self.budget_text} unused, room for about {epochs} more epoch"
+            f"{'s' if epochs > 1 else ''}: raise train.epochs to train for the whole budget"
+        )
 
     def _fit_schedule(self, trainer: L.Trainer, planned: int) -> None:
         """Let a decaying schedule end after ``planned`` epochs (see ``_planned_epochs``)."""
