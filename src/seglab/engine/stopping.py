@@ -193,17 +193,17 @@ class StopConditions(L.Callback):
         last_epoch = now - self._epoch_start
         self._slowest_epoch = max(self._slowest_epoch, last_epoch)
         out_of_time, planned = False, None
-        if self.budget_s is not None and trainer.current_epoch + 1 < (trainer.max_epochs or 0):
+        if self.budget_s is not None:
             self._record(last_epoch)
-            out_of_time = self._left(now) < 1.1 * self._slowest_epoch
-            if not out_of_time and self.fit_schedule:
-                planned = self._planned_epochs(trainer, now)
-            # every rank's clock differs a little: rank 0 decides for all, so that no rank
-            # stops or trains at another rate alone
-            out_of_time, planned = _from_rank_zero(trainer, (out_of_time, planned))
-        elif self.budget_s is not None:  # the last of max_epochs: what the budget had left
-            self._record(last_epoch)
-            self.unused = (max(self._left(now), 0.0), self._more_epochs(now))
+            if trainer.current_epoch + 1 < (trainer.max_epochs or 0):
+                out_of_time = self._left(now) < 1.1 * self._slowest_epoch
+                if not out_of_time and self.fit_schedule:
+                    planned = self._planned_epochs(trainer, now)
+                # every rank's clock differs a little: rank 0 decides for all, so that no
+                # rank stops or trains at another rate alone
+                out_of_time, planned = _from_rank_zero(trainer, (out_of_time, planned))
+            else:  # the last of max_epochs: what the budget had left
+                self.unused = (max(self._left(now), 0.0), self._more_epochs(now))
         signalled, _ = self._agreed(trainer, False)
         if signalled is not None:
             self._stop_at_epoch_end(trainer, f"signal {signalled}")
