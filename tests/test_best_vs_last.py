@@ -1,0 +1,47 @@
+"""bench/best_vs_last.py: the last checkpoint's weights, scored like the kept ones."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+
+import pytest
+
+from seglab.runs import Run, read_json
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+
+
+@pytest.fixture
+def best_vs_last(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCH))
+    module = importlib.import_module("best_vs_last")
+    yield module
+    sys.modules.pop("best_vs_last", None)
+    sys.modules.pop("quality", None)
+
+
+def test_a_run_whose_last_epoch_is_its_best_scores_the_same_both_ways(
+    best_vs_last, tmp_path, tiny_overrides, monkeypatch
+):
+    quality = sys.modules["quality"]
+    monkeypatch.setattr(quality, "reference_step_ms", lambda device: 1.0)  # not under test
+    config = tmp_path / "tiny.yaml"
+    config.write_text("name: tiny\neval:\n  tta: none\n", encoding="utf-8")
+    overrides = [*tiny_overrides, "train.accelerator=cpu", "train.epochs=1", "seed=2"]
+    record = quality.one_run(str(config), overrides, tmp_path / "runs", "seglab")
+    assert record["best_epoch"] == record["epochs"] == 1
+    run = Run.open(record["run"])
+
+    scores = best_vs_last.val_scores(run, "flips")
+
+    assert scores["epoch_last"] == 1
+    for mode in ("none", "tta"):  # the last checkpoint's weights are the kept ones here
+        assert scores[f"val_iou_last_{mode}"] == scores[f"val_iou_best_{mode}"]
+        assert scores[f"threshold_last_{mode}"] == scores[f"threshold_best_{mode}"]
+    assert scores["tta"] == "flips"
+    # one pass at the tuned threshold is what the run's own evaluation measured on validation
+    tuning = read_json(run.path / "metrics.json")["threshold_tuning"]
+    assert scores["threshold_best_none"] == tuning["chosen"]
+    assert scores["val_iou_best_none"] == pytest.approx(tuning["val_iou_at_chosen"], abs=1e-6)
