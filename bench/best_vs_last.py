@@ -58,8 +58,8 @@ def val_scores(run: Run, tta: str | None) -> dict:
         if weights == "last":
             model.load_state_dict(network_weights(last))
         for label, mode in passes.items():
-            settings = InferenceSettings.from_eval(cfg.eval, threshold=0.5).with_(tta=mode)
-            predictor = Predictor(model, meta["normalization"], settings, "cpu", 1)
+            inference = InferenceSettings.from_eval(cfg.eval, threshold=0.5).with_(tta=mode)
+            predictor = Predictor(model, meta["normalization"], inference, "cpu", 1)
             probs = foreground_probabilities(predictor, data.val)
             threshold, table = tune_threshold(probs, masks, cfg.data.ignore_index)
             scores[f"val_iou_{weights}_{label}"] = table[threshold]
