@@ -83,6 +83,37 @@ def settings(record: dict) -> str:
     return ", ".join(f"`{o}`" for o in changed) or "-"
 
 
+def without_model(changed: str) -> str:
+    """Settings less the ``model.*`` overrides, which a peer's own network does not read."""
+    kept = [o for o in changed.split(", ") if changed != "-" and not o.startswith("`model.")]
+    return ", ".join(kept) or "-"
+
+
+def model_only_gaps(groups: dict[Key, list[dict]]) -> list[str]:
+    """Gaps of seglab runs whose settings no peer run shares, against the peer runs that
+    differ from them only in ``model.*`` overrides: the peers build their own network
+    and ignore those, so the peer's runs stand for the same pipeline."""
+    lines = []
+    for (config, budget, precision, system, changed), ours in sorted(groups.items()):
+        where = (config, budget, precision)
+        if system != "seglab" or any(
+            k[:3] == where and k[3] != "seglab" and k[4] == changed for k in groups
+        ):
+            continue
+        for key, rows in sorted(groups.items()):
+            if key[:3] != where or key[3] == "seglab" or key[4] != without_model(changed):
+                continue
+            gap = statistics.mean(r["test_iou"] for r in ours) - statistics.mean(
+                r["test_iou"] for r in rows
+            )
+            label = f"{config} {budget}" + ("" if precision == "-" else f" {precision}")
+            lines.append(
+                f"{label} ({changed}; {key[3]} as run with {key[4]}, it ignores model.*): "
+                f"seglab - {key[3]} = {gap:+.4f} test IoU (goal >= +0.03)"
+            )
+    return lines
+
+
 def per_seed(groups: dict[Key, list[dict]]) -> None:
     """One row per run, then the mean over the runs of each (config, budget, precision,
     system, settings); ``-`` where a record lacks the value (older or re-evaluated)."""
@@ -142,6 +173,8 @@ def main() -> None:
         where = f"{config} {budget}" + ("" if precision == "-" else f" {precision}")
         where += "" if changed == "-" else f" ({changed})"
         print(f"{where}: seglab - {system} = {gap:+.4f} test IoU (goal >= +0.03)")
+    for line in model_only_gaps(groups):
+        print(line)
     if args.seeds:
         print()
         per_seed(groups)

@@ -46,3 +46,28 @@ def test_settings_split_the_rows_and_gaps_compare_like_with_like(tmp_path, capsy
     assert "| seglab, `model.name=res_unet` | 1 | 0.9000 (one run) |" in out
     assert "lucchi 10m bf16-mixed: seglab - smp = +0.1000" in out
     assert "lucchi 10m bf16-mixed (`model.name=res_unet`): seglab - smp = +0.3000" in out
+
+
+def test_a_seglab_only_model_option_is_compared_with_the_peer_without_it(
+    tmp_path, capsys, monkeypatch
+):
+    spec = importlib.util.spec_from_file_location("quality_table", SCRIPT)
+    table = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(table)
+    records = [
+        record("seglab", 0, 0.85, "optim.weight_decay=0.05", "model.dropout=0.1"),
+        record("seglab", 0, 0.95, "optim.lr=0.1", "model.dropout=0.1"),
+        record("smp", 0, 0.80, "optim.weight_decay=0.05"),
+        record("smp", 0, 0.50),
+    ]
+    path = tmp_path / "runs.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    monkeypatch.setattr("sys.argv", ["quality_table.py", str(path)])
+    table.main()
+    gaps = [line for line in capsys.readouterr().out.splitlines() if "seglab - smp" in line]
+    # only the peer run with the same non-model settings; none for optim.lr=0.1
+    assert gaps == [
+        "lucchi 10m bf16-mixed (`optim.weight_decay=0.05`, `model.dropout=0.1`; smp as run "
+        "with `optim.weight_decay=0.05`, it ignores model.*): seglab - smp = +0.0500 test IoU "
+        "(goal >= +0.03)"
+    ]
