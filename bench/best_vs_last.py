@@ -45,11 +45,20 @@ def network_weights(checkpoint: dict) -> dict[str, torch.Tensor]:
     return {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
 
 
+def tuned_val_iou(model: torch.nn.Module, meta: dict, cfg, data, tta: str) -> tuple[float, float]:
+    """(IoU, threshold) of ``model`` on ``data.val`` at the threshold tuned there."""
+    inference = InferenceSettings.from_eval(cfg.eval, threshold=0.5).with_(tta=tta)
+    predictor = Predictor(model, meta["normalization"], inference, "cpu", 1)
+    probs = foreground_probabilities(predictor, data.val)
+    masks = [s.mask for s in data.val]
+    threshold, table = tune_threshold(probs, masks, cfg.data.ignore_index)
+    return table[threshold], threshold
+
+
 def val_scores(run: Run, tta: str | None) -> dict:
     """Tuned-threshold validation IoU of the best and the last weights, one pass and TTA."""
     cfg = load_config(run.file("config.yaml"))
     data = prepare_data(cfg, run.read_json("split.json"))
-    masks = [s.mask for s in data.val]
     model, meta = load_model_folder(run.model_dir, "cpu")
     passes = {"none": "none", "tta": tta or cfg.eval.tta}
     last = torch.load(run.path / LAST, map_location="cpu", weights_only=True)
@@ -58,11 +67,8 @@ def val_scores(run: Run, tta: str | None) -> dict:
         if weights == "last":
             model.load_state_dict(network_weights(last))
         for label, mode in passes.items():
-            inference = InferenceSettings.from_eval(cfg.eval, threshold=0.5).with_(tta=mode)
-            predictor = Predictor(model, meta["normalization"], inference, "cpu", 1)
-            probs = foreground_probabilities(predictor, data.val)
-            threshold, table = tune_threshold(probs, masks, cfg.data.ignore_index)
-            scores[f"val_iou_{weights}_{label}"] = table[threshold]
+            iou, threshold = tuned_val_iou(model, meta, cfg, data, mode)
+            scores[f"val_iou_{weights}_{label}"] = iou
             scores[f"threshold_{weights}_{label}"] = threshold
     scores["tta"] = passes["tta"]
     return scores

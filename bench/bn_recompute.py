@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from best_vs_last import LAST, network_weights
+from best_vs_last import LAST, network_weights, tuned_val_iou
 from quality import append_record, read_records, register_peers
 from torch import nn
 from torch.utils.data import DataLoader
@@ -36,36 +36,18 @@ from seglab.config import load_config
 from seglab.data.augment import build_augment
 from seglab.data.datasets import train_dataset
 from seglab.data.prepare import prepare_data
-from seglab.inference.evaluate import foreground_probabilities
-from seglab.inference.predict import Predictor
-from seglab.inference.settings import InferenceSettings
-from seglab.inference.threshold import tune_threshold
 from seglab.models.io import load_model_folder
 from seglab.runs import Run
 
 
-def val_iou(model: nn.Module, meta: dict, cfg, data) -> float:
-    """One-pass validation IoU at the threshold tuned on validation."""
-    model.eval()
-    inference = InferenceSettings.from_eval(cfg.eval, threshold=0.5).with_(tta="none")
-    predictor = Predictor(model, meta["normalization"], inference, "cpu", 1)
-    probs = foreground_probabilities(predictor, data.val)
-    threshold, table = tune_threshold(probs, [s.mask for s in data.val], cfg.data.ignore_index)
-    return table[threshold]
-
-
 @torch.no_grad()
-def recompute_statistics(model: nn.Module, cfg, data, batches: int, draw: int) -> None:
+def recompute_statistics(model: nn.Module, loader: DataLoader, augment, batches: int) -> None:
     """Batch-norm statistics as the plain average over ``batches`` augmented batches."""
     norms = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in norms]
     for m in norms:
         m.reset_running_stats()
         m.momentum = None  # cumulative average
-    dataset = train_dataset(cfg, data.train, data.normalization)
-    dataset.set_epoch(10_000 + draw)  # patches no training epoch drew
-    augment = build_augment(cfg.data.augment, cfg.data.ignore_index)
-    loader = DataLoader(dataset, batch_size=cfg.train.batch_size, shuffle=True, drop_last=True)
-    torch.manual_seed(draw)
     model.train()  # as in training: dropout on, statistics updated
     seen = 0
     while seen < batches:
@@ -76,8 +58,9 @@ def recompute_statistics(model: nn.Module, cfg, data, batches: int, draw: int) -
             seen += 1
             if seen == batches:
                 break
-    for m in norms:
-        m.momentum = 0.1
+    for m, momentum in zip(norms, momenta, strict=True):
+        m.momentum = momentum
+    model.eval()
 
 
 def main() -> None:
@@ -102,12 +85,18 @@ def main() -> None:
         last = torch.load(run.path / LAST, map_location="cpu", weights_only=True)
         trained_state = network_weights(last)
         model.load_state_dict(trained_state)
-        as_trained = val_iou(model, meta, cfg, data)
+        model.eval()
+        as_trained = tuned_val_iou(model, meta, cfg, data, "none")[0]
+        dataset = train_dataset(cfg, data.train, data.normalization)
+        augment = build_augment(cfg.data.augment, cfg.data.ignore_index)
+        loader = DataLoader(dataset, batch_size=cfg.train.batch_size, shuffle=True, drop_last=True)
         recomputed = []
         for draw in range(args.draws):
             model.load_state_dict(trained_state)
-            recompute_statistics(model, cfg, data, args.batches, draw)
-            recomputed.append(val_iou(model, meta, cfg, data))
+            dataset.set_epoch(10_000 + draw)  # patches no training epoch drew
+            torch.manual_seed(draw)  # the loader's order and the augmentation's draws
+            recompute_statistics(model, loader, augment, args.batches)
+            recomputed.append(tuned_val_iou(model, meta, cfg, data, "none")[0])
         row = {
             **{k: record[k] for k in ("config", "system", "seed", "run")},
             "overrides": record.get("overrides"),

@@ -83,6 +83,18 @@ def settings(record: dict) -> str:
     return ", ".join(f"`{o}`" for o in changed) or "-"
 
 
+def place(config: str, budget: str, precision: str) -> str:
+    """ "config budget precision" as the gap lines name it (no precision for old records)."""
+    return f"{config} {budget}" + ("" if precision == "-" else f" {precision}")
+
+
+def iou_gap(ours: list[dict], theirs: list[dict]) -> float:
+    """Mean test IoU of seglab's runs less the peer's."""
+    return statistics.mean(r["test_iou"] for r in ours) - statistics.mean(
+        r["test_iou"] for r in theirs
+    )
+
+
 def without_model(changed: str) -> str:
     """Settings less the ``model.*`` overrides, which a peer's own network does not read."""
     kept = [o for o in changed.split(", ") if changed != "-" and not o.startswith("`model.")]
@@ -103,13 +115,10 @@ def model_only_gaps(groups: dict[Key, list[dict]]) -> list[str]:
         for key, rows in sorted(groups.items()):
             if key[:3] != where or key[3] == "seglab" or key[4] != without_model(changed):
                 continue
-            gap = statistics.mean(r["test_iou"] for r in ours) - statistics.mean(
-                r["test_iou"] for r in rows
-            )
-            label = f"{config} {budget}" + ("" if precision == "-" else f" {precision}")
             lines.append(
-                f"{label} ({changed}; {key[3]} as run with {key[4]}, it ignores model.*): "
-                f"seglab - {key[3]} = {gap:+.4f} test IoU (goal >= +0.03)"
+                f"{place(*where)} ({changed}; {key[3]} as run with {key[4]}, it ignores "
+                f"model.*): seglab - {key[3]} = {iou_gap(ours, rows):+.4f} test IoU "
+                "(goal >= +0.03)"
             )
     return lines
 
@@ -167,11 +176,8 @@ def main() -> None:
         ours = groups.get((config, budget, precision, "seglab", changed))
         if system == "seglab" or not ours:
             continue
-        gap = statistics.mean(r["test_iou"] for r in ours) - statistics.mean(
-            r["test_iou"] for r in rows
-        )
-        where = f"{config} {budget}" + ("" if precision == "-" else f" {precision}")
-        where += "" if changed == "-" else f" ({changed})"
+        where = place(config, budget, precision) + ("" if changed == "-" else f" ({changed})")
+        gap = iou_gap(ours, rows)
         print(f"{where}: seglab - {system} = {gap:+.4f} test IoU (goal >= +0.03)")
     for line in model_only_gaps(groups):
         print(line)
