@@ -3,7 +3,7 @@
     PYTHONPATH=src python bench/precision_step.py [--model unet] [--batch 8] [--size 128]
         [--in-channels 1] [--steps 12] [--threads N] [--device cpu|cuda]
         [--channels-last] [--deep-supervision] [--base-channels 16] [--depth 4] [--compile]
-        [--space-to-depth 1]
+        [--space-to-depth 1] [--widths 16,32,64,128,256]
 
 ``--channels-last`` times each precision twice more, with the model and the batch in
 channels-last memory format (``train.channels_last``); ``--deep-supervision`` builds the
@@ -70,6 +70,8 @@ def main() -> None:
     parser.add_argument("--depth", type=int, default=4)
     parser.add_argument("--compile", action="store_true")
     parser.add_argument("--space-to-depth", type=int, default=1)  # model.space_to_depth
+    # model.widths: channels per level, comma-separated, full resolution first
+    parser.add_argument("--widths", default=None, help="e.g. 24,32,64,128,256")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -85,6 +87,7 @@ def main() -> None:
         base_channels=args.base_channels,
         depth=args.depth,
         space_to_depth=args.space_to_depth,
+        widths=[int(w) for w in args.widths.split(",")] if args.widths else None,
     )
     variants = ["32", "bf16-mixed"]
     if args.channels_last:
