@@ -4,6 +4,7 @@
         [--in-channels 1] [--steps 12] [--threads N] [--device cpu|cuda]
         [--channels-last] [--deep-supervision] [--base-channels 16] [--depth 4] [--compile]
         [--space-to-depth 1] [--widths 16,32,64,128,256]
+        [--head-kernel 1]
 
 ``--channels-last`` times each precision twice more, with the model and the batch in
 channels-last memory format (``train.channels_last``); ``--deep-supervision`` builds the
@@ -72,6 +73,7 @@ def main() -> None:
     parser.add_argument("--space-to-depth", type=int, default=1)  # model.space_to_depth
     # model.widths: channels per level, comma-separated, full resolution first
     parser.add_argument("--widths", default=None, help="e.g. 24,32,64,128,256")
+    parser.add_argument("--head-kernel", type=int, default=1)  # model.head_kernel
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -88,6 +90,7 @@ def main() -> None:
         depth=args.depth,
         space_to_depth=args.space_to_depth,
         widths=[int(w) for w in args.widths.split(",")] if args.widths else None,
+        head_kernel=args.head_kernel,
     )
     variants = ["32", "bf16-mixed"]
     if args.channels_last:

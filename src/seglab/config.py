@@ -162,6 +162,9 @@ class ModelConfig(Section):
     # unet family: f > 1 runs the U-Net at 1/f resolution on f x f pixel blocks folded into
     # channels, and unfolds f*f logits per position into full-resolution output
     space_to_depth: int = Field(1, ge=1, le=8)
+    # unet family: 3 makes the output convolution 3x3 (neighbouring positions' features
+    # reach each logit; with space_to_depth, each of the f*f logits of a position)
+    head_kernel: Literal[1, 3] = 1
     # timm encoders (timm_unet, convnext_unet, coatnet_unet, deeplabv3plus); None = family default
     encoder: str | None = Field(None, min_length=1, max_length=128)
     pretrained: bool = False

@@ -31,12 +31,15 @@ def test_export_matches_pytorch_at_another_size(unet, tmp_path, fmt):
         assert check_export(unet, exported, shape) <= 1e-4
 
 
+@pytest.mark.parametrize("head_kernel", [1, 3])
 @pytest.mark.parametrize("fmt", ["onnx", "torchscript"])
-def test_a_folded_unet_exports_with_its_larger_input_multiple(tmp_path, fmt):
+def test_a_folded_unet_exports_with_its_larger_input_multiple(tmp_path, fmt, head_kernel):
     # model.space_to_depth: pixel_unshuffle / pixel_shuffle in the graph, inputs padded to
-    # a multiple of fold * 2**depth outside it
+    # a multiple of fold * 2**depth outside it (with the 1x1 or the 3x3 output convolution)
     torch.manual_seed(0)
-    cfg = ModelConfig(name="res_unet", depth=2, base_channels=4, space_to_depth=2)
+    cfg = ModelConfig(
+        name="res_unet", depth=2, base_channels=4, space_to_depth=2, head_kernel=head_kernel
+    )
     model = create_model(cfg).eval()
     example = torch.randn(1, 1, 64, 64)
     if fmt == "onnx":

@@ -277,6 +277,35 @@ def test_space_to_depth_deep_supervision_and_channels_last_train():
     assert all(p.grad is not None for p in model.parameters())
 
 
+@pytest.mark.parametrize("fold", [1, 2])
+def test_head_kernel_3_gives_each_logit_the_neighbouring_positions(fold):
+    torch.manual_seed(0)
+    cfg = ModelConfig(name="res_unet", depth=2, base_channels=4, num_classes=2)
+    cfg = cfg.model_copy(update={"space_to_depth": fold})
+    plain = create_model(cfg).eval()
+    wide = create_model(cfg.model_copy(update={"head_kernel": 3})).eval()
+    x = torch.randn(2, 1, 45, 70)
+    with torch.no_grad():
+        assert wide(x).shape == (2, 2, 45, 70)
+    # only the output convolution changes: 3 x 3 taps instead of 1
+    changed = {k for k, v in wide.state_dict().items() if v.shape != plain.state_dict()[k].shape}
+    assert changed == {"head.weight"}
+    assert wide.head.weight.shape[-2:] == (3, 3)
+    # the head sees the last decoder block's features: a change of those at one position
+    # moves the logits of that position alone with 1 x 1, of its neighbours too with 3 x 3
+    for net, reach in ((plain, 0), (wide, 1)):
+        feats = torch.zeros(1, 4, 9, 9)
+        bumped = feats.clone()
+        bumped[..., 4, 4] = 1.0
+        with torch.no_grad():
+            moved = (net.head(bumped) - net.head(feats)).abs().sum(dim=1)[0] > 1e-6
+        rows, cols = torch.nonzero(moved, as_tuple=True)
+        assert rows.min() == 4 - reach and rows.max() == 4 + reach
+        assert cols.min() == 4 - reach and cols.max() == 4 + reach
+    with pytest.raises(ValueError, match="head_kernel"):
+        ModelConfig(head_kernel=2)
+
+
 def test_space_to_depth_is_read_by_the_unets_only(caplog):
     with caplog.at_level(logging.WARNING):
         create_model(ModelConfig(**SWIN, space_to_depth=2))

@@ -36,6 +36,7 @@ FAMILY_OPTIONS = (
     "aspp_rates",
     "deep_supervision",
     "space_to_depth",
+    "head_kernel",
 )
 
 

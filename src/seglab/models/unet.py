@@ -5,7 +5,8 @@ work's "SECompressorUNet" body), additive attention gates on the skip connection
 (``attention_unet``, Oktay et al. 2018), residual conv blocks (``res_unet``: the
 shortcut spans each block's second convolution), deep supervision, and a U-Net that works
 at 1/f of the input's resolution (``space_to_depth``: each f x f block of pixels becomes
-f*f input channels, each output position f*f logits, one per pixel). With all options
+f*f input channels, each output position f*f logits, one per pixel), and a 3x3 output
+convolution in place of the 1x1 (``head_kernel``). With all options
 off the network is exactly the foundation's baseline (same weights layout, same speed).
 """
 
@@ -42,7 +43,9 @@ class UNet(nn.Module):
     ``space_to_depth`` = f > 1 folds each f x f block of input pixels into channels
     (``pixel_unshuffle``), runs the U-Net on the f-times smaller image, and unfolds f*f
     logits per position back into one per pixel (``pixel_shuffle``): the output keeps the
-    input's resolution, every level's features have f x f fewer pixels.
+    input's resolution, every level's features have f x f fewer pixels. ``head_kernel`` 3
+    makes the output convolution 3x3: each logit (with a fold, each of the f*f logits of a
+    position) reads the features of the neighbouring positions too.
     """
 
     def __init__(
@@ -60,6 +63,7 @@ class UNet(nn.Module):
         residual: bool = False,
         widths: list[int] | None = None,
         space_to_depth: int = 1,
+        head_kernel: int = 1,
     ) -> None:
         super().__init__()
         self.grad_checkpointing = grad_checkpointing
@@ -85,7 +89,11 @@ class UNet(nn.Module):
         self.decode = nn.ModuleList(
             block(2 * widths[i], widths[i], norm, dropout) for i in reversed(range(depth))
         )
-        self.head = nn.Conv2d(widths[0], num_classes * space_to_depth**2, 1)
+        if head_kernel not in (1, 3):
+            raise ValueError(f"head_kernel must be 1 or 3, got {head_kernel}")
+        self.head = nn.Conv2d(
+            widths[0], num_classes * space_to_depth**2, head_kernel, padding=head_kernel // 2
+        )
         # optional parts exist only when switched on, so the baseline's state dict is unchanged
         if se:
             self.se_down = nn.ModuleList(SqueezeExcite(w) for w in widths)
@@ -164,6 +172,7 @@ def _build(cfg: ModelConfig, **switched_on: bool) -> UNet:
         residual=cfg.residual,
         widths=cfg.widths,
         space_to_depth=cfg.space_to_depth,
+        head_kernel=cfg.head_kernel,
     )
 
 
@@ -179,6 +188,7 @@ UNET_READS = (
     "residual",
     "deep_supervision",
     "space_to_depth",
+    "head_kernel",
 )
 
 
