@@ -1,0 +1,264 @@
+"""Which epoch to keep: rules for choosing a run's checkpoint, judged on validation only.
+
+A run keeps the epoch with the best one-pass validation IoU at the configured threshold
+(``best.ckpt``), and the evaluation then tunes the threshold on the same validation slices.
+Whether a different rule would keep better weights cannot be judged on the slices it chose
+on: the winner of about 25 noisy validations is biased upwards there. This script splits
+the validation slices into two halves of contiguous slices (the slice on their border left
+out: neighbouring slices are near-duplicates), chooses an epoch on one half by each rule,
+tunes the threshold there, and scores that epoch at that threshold on the other half; then
+the other way round. The test split is not read.
+
+Rules:
+
+- ``fixed``: the best IoU at ``eval.threshold`` (what training does now),
+- ``tuned``: the best IoU at the threshold tuned on the half for that epoch,
+- ``last``: the last validated epoch.
+
+The runs must have kept every epoch's weights: ``bench/quality.py ... --set
+train.checkpoint.every_n_epochs=1 --runs-dir DIR``. Each validated epoch's weights predict
+the validation slices once (no TTA, as the validation during training). Each run also
+prints how much its IoU moves from one validated epoch to the next, at the fixed threshold
+and at the tuned one (mean absolute change, mean of the two halves): if the tuned IoU moves
+much less, the swings are in the calibration (where the probabilities cross the threshold),
+not in the ranking of pixels.
+
+``--swings`` needs no weights: it prints, from each run's ``history.csv``, the one-pass
+validation IoU's range over the validated epochs after the first, its mean absolute change
+between validations and the mean of the last five.
+
+    PYTHONPATH=src python bench/checkpoint_choice.py bench/results/quality.jsonl \\
+        [--swings] [--out bench/results/checkpoint_choice.jsonl]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import logging
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from best_vs_last import network_weights
+from quality import append_record, read_records, register_peers
+from quality_table import labelled, settings
+
+from seglab.config import load_config
+from seglab.data.prepare import prepare_data
+from seglab.inference.evaluate import foreground_probabilities
+from seglab.inference.predict import Predictor
+from seglab.inference.settings import InferenceSettings
+from seglab.inference.threshold import tune_threshold
+from seglab.models.io import load_model_folder
+from seglab.runs import Run
+
+RULES = ("fixed", "tuned", "last")
+
+
+def halves(count: int) -> tuple[list[int], list[int]]:
+    """Indices of two halves of ``count`` slices in order, with the slice between them
+    (index ``(count - 1) // 2``) left out, so that no two neighbours are split."""
+    if count < 3:
+        raise SystemExit(f"{count} validation slices cannot be split into two halves")
+    first = (count - 1) // 2
+    return list(range(first)), list(range(first + 1, count))
+
+
+def validation_history(run: Run) -> dict[int, float]:
+    """1-based epoch -> one-pass validation IoU, from the run's ``history.csv``."""
+    with open(run.path / "history.csv", newline="") as handle:
+        rows = csv.DictReader(handle)
+        return {int(row["epoch"]): float(row["val_iou"]) for row in rows if row["val_iou"]}
+
+
+def validated_epochs(run: Run) -> list[int]:
+    """1-based epochs with a validation IoU in the run's ``history.csv``."""
+    return sorted(validation_history(run))
+
+
+def mean_change(values: list[float]) -> float:
+    """Mean absolute change between consecutive values."""
+    return statistics.mean(abs(b - a) for a, b in zip(values, values[1:], strict=False))
+
+
+def swings(run: Run) -> dict:
+    """The validation IoU's movement over a run's validated epochs after the first."""
+    history = validation_history(run)
+    values = [history[e] for e in sorted(history)[1:]]
+    return {
+        "validations": len(values),
+        "val_iou_min": min(values),
+        "val_iou_max": max(values),
+        "mean_change": mean_change(values),
+        "last5_mean": statistics.mean(values[-5:]),
+    }
+
+
+def calibration_share(fixed: float, tables: dict[int, list[dict[float, float]]]) -> dict:
+    """Mean absolute change between validated epochs (after the first) of the IoU at the
+    fixed threshold and at the tuned one, averaged over the two halves."""
+    epochs = sorted(tables)[1:]
+    out = {}
+    for label in ("fixed", "tuned"):
+        per_half = []
+        for half in (0, 1):
+            tabs = [tables[e][half] for e in epochs]
+            if label == "fixed":
+                values = [t[nearest(t, fixed)] for t in tabs]
+            else:
+                values = [t[best_threshold(t)] for t in tabs]
+            per_half.append(mean_change(values))
+        out[f"{label}_mean_change"] = statistics.mean(per_half)
+    return out
+
+
+def epoch_weights(run: Run) -> dict[int, Path]:
+    """1-based epoch -> the checkpoint holding its weights (``epoch_*.ckpt``)."""
+    found = {}
+    for path in sorted(run.checkpoints.glob("epoch_*.ckpt")):
+        epoch = torch.load(path, map_location="cpu", weights_only=True)["epoch"]
+        found[int(epoch) + 1] = path
+    return found
+
+
+def iou_tables(run: Run) -> tuple[float, dict[int, list[dict[float, float]]]]:
+    """(eval.threshold, epoch -> [IoU by threshold on half A, on half B]) for every
+    validated epoch of ``run``."""
+    cfg = load_config(run.file("config.yaml"))
+    data = prepare_data(cfg, run.read_json("split.json"))
+    val = sorted(data.val, key=lambda s: (s.group, s.index, s.name))
+    parts = [[val[i] for i in part] for part in halves(len(val))]
+    model, meta = load_model_folder(run.model_dir, "cpu")
+    inference = InferenceSettings.from_eval(cfg.eval, threshold=0.5).with_(tta="none")
+    weights = epoch_weights(run)
+    tables: dict[int, list[dict[float, float]]] = {}
+    for epoch in validated_epochs(run):
+        if epoch not in weights:
+            raise SystemExit(
+                f"{run.path}: no weights of epoch {epoch}; rerun with "
+                "--set train.checkpoint.every_n_epochs=1"
+            )
+        checkpoint = torch.load(weights[epoch], map_location="cpu", weights_only=True)
+        model.load_state_dict(network_weights(checkpoint))
+        predictor = Predictor(model, meta["normalization"], inference, "cpu", 1)
+        tables[epoch] = []
+        for part in parts:
+            probs = foreground_probabilities(predictor, part)
+            _, table = tune_threshold(probs, [s.mask for s in part], cfg.data.ignore_index)
+            tables[epoch].append(table)
+    return float(cfg.eval.threshold), tables
+
+
+def nearest(table: dict[float, float], threshold: float) -> float:
+    """The grid threshold of ``table`` closest to ``threshold``."""
+    return min(table, key=lambda t: abs(t - threshold))
+
+
+def best_threshold(table: dict[float, float]) -> float:
+    """The threshold of the highest IoU, ties to the one closest to 0.5 (as tune_threshold)."""
+    top = max(v for v in table.values() if np.isfinite(v))
+    return min((t for t, v in table.items() if v >= top - 1e-12), key=lambda t: abs(t - 0.5))
+
+
+def choose(rule: str, tables: dict[int, dict[float, float]], fixed: float) -> int:
+    """The epoch ``rule`` keeps, from each epoch's IoU-by-threshold table on one half."""
+    epochs = sorted(tables)
+    if rule == "last":
+        return epochs[-1]
+    if rule == "fixed":
+        score = {e: tables[e][nearest(tables[e], fixed)] for e in epochs}
+    else:
+        score = {e: tables[e][best_threshold(tables[e])] for e in epochs}
+    return max(epochs, key=lambda e: (score[e], e))  # ties: the later epoch
+
+
+def judge(fixed: float, tables: dict[int, list[dict[float, float]]]) -> list[dict]:
+    """For each direction (choose on A, score on B; and back): each rule's epoch, the
+    threshold tuned on the choosing half, and the IoU at it on the other half."""
+    rows = []
+    for chooser, scorer in ((0, 1), (1, 0)):
+        on_chooser = {e: t[chooser] for e, t in tables.items()}
+        row: dict = {"direction": "AB"[chooser] + ">" + "AB"[scorer]}
+        for rule in RULES:
+            epoch = choose(rule, on_chooser, fixed)
+            threshold = best_threshold(on_chooser[epoch])
+            row[f"{rule}_epoch"] = epoch
+            row[f"{rule}_threshold"] = threshold
+            row[f"{rule}_iou"] = tables[epoch][scorer][threshold]
+        row["oracle_iou"] = max(tables[e][scorer][best_threshold(on_chooser[e])] for e in tables)
+        rows.append(row)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("results", nargs="+", type=Path)
+    parser.add_argument("--system", action="append", help="only these systems (repeatable)")
+    parser.add_argument("--out", type=Path, help="append one JSON line per run and direction")
+    parser.add_argument("--swings", action="store_true", help="only history.csv's swings")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    register_peers()
+    records = [
+        r for r in read_records(args.results) if not args.system or r["system"] in args.system
+    ]
+    if args.swings:
+        for record in records:
+            found = swings(Run.open(record["run"]))
+            print(
+                f"{record['config']} {labelled(record['system'], settings(record))} "
+                f"seed {record['seed']}: {found['validations']} validations after the first, "
+                f"one-pass IoU {found['val_iou_min']:.4f}-{found['val_iou_max']:.4f}, mean change "
+                f"{found['mean_change']:.4f}, last five {found['last5_mean']:.4f}"
+            )
+        return
+    results = []
+    for record in records:
+        run = Run.open(record["run"])
+        start = time.perf_counter()
+        fixed, tables = iou_tables(run)
+        moves = calibration_share(fixed, tables)
+        print(
+            f"{record['config']} {labelled(record['system'], settings(record))} "
+            f"seed {record['seed']}: mean change between "
+            f"validations on a half, at {fixed:g} {moves['fixed_mean_change']:.4f}, "
+            f"tuned {moves['tuned_mean_change']:.4f}",
+            flush=True,
+        )
+        for row in judge(fixed, tables):
+            result = {
+                **{k: record[k] for k in ("config", "system", "seed", "budget", "run")},
+                "validated_epochs": len(tables),
+                **moves,
+                **row,
+                "eval_s": round(time.perf_counter() - start, 1),
+            }
+            results.append(result)
+            print(
+                f"{result['config']} {result['system']} seed {result['seed']} "
+                f"{result['direction']}: "
+                + ", ".join(
+                    f"{rule} epoch {result[f'{rule}_epoch']} {result[f'{rule}_iou']:.4f}"
+                    for rule in RULES
+                )
+                + f"; best possible {result['oracle_iou']:.4f}",
+                flush=True,
+            )
+            if args.out:
+                append_record(args.out, result)
+    if results:
+        means = {rule: statistics.mean(r[f"{rule}_iou"] for r in results) for rule in RULES}
+        wins = sum(r["tuned_iou"] > r["fixed_iou"] for r in results)
+        losses = sum(r["tuned_iou"] < r["fixed_iou"] for r in results)
+        print(
+            f"{len(results)} choices (runs x directions): mean IoU on the other half "
+            + ", ".join(f"{rule} {value:.4f}" for rule, value in means.items())
+            + f"; tuned above fixed {wins}, below {losses}"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,103 @@
+"""bench/checkpoint_choice.py: rules for keeping an epoch, judged on the other half of
+validation."""
+
+from __future__ import annotations
+
+import importlib
+import sys
+from pathlib import Path
+
+import pytest
+
+from seglab.runs import Run
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+
+
+@pytest.fixture
+def choice(monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCH))
+    module = importlib.import_module("checkpoint_choice")
+    yield module
+    for name in ("checkpoint_choice", "best_vs_last", "quality", "quality_table"):
+        sys.modules.pop(name, None)
+
+
+def test_halves_leave_out_the_slice_between_them(choice):
+    assert choice.halves(29) == (list(range(14)), list(range(15, 29)))
+    assert choice.halves(4) == ([0], [2, 3])
+    with pytest.raises(SystemExit, match="cannot be split"):
+        choice.halves(2)
+
+
+def table(peak_at: float, height: float) -> dict[float, float]:
+    """IoU by threshold: ``height`` at ``peak_at``, falling off linearly around it."""
+    grid = [round(0.05 + 0.01 * i, 2) for i in range(91)]
+    return {t: height - abs(t - peak_at) for t in grid}
+
+
+def test_rules_choose_by_the_fixed_threshold_the_tuned_one_or_the_last_epoch(choice):
+    # epoch 2 is best at 0.5; epoch 3 is miscalibrated (peak at 0.8) but higher when tuned
+    tables = {1: table(0.5, 0.70), 2: table(0.5, 0.80), 3: table(0.8, 0.85), 4: table(0.5, 0.6)}
+
+    assert choice.choose("fixed", tables, 0.5) == 2
+    assert choice.choose("tuned", tables, 0.5) == 3
+    assert choice.choose("last", tables, 0.5) == 4
+
+
+def test_each_choice_is_scored_on_the_other_half_at_the_choosing_halfs_threshold(choice):
+    # tuned, half A prefers epoch 1 (at 0.3), half B epoch 2 (at 0.6); at 0.5 A prefers 2
+    tables = {
+        1: [table(0.3, 0.9), table(0.6, 0.5)],
+        2: [table(0.5, 0.75), table(0.6, 0.8)],
+    }
+
+    a_to_b, b_to_a = choice.judge(0.5, tables)
+
+    assert a_to_b["direction"] == "A>B" and b_to_a["direction"] == "B>A"
+    assert a_to_b["tuned_epoch"] == 1 and a_to_b["tuned_threshold"] == pytest.approx(0.3)
+    assert a_to_b["tuned_iou"] == pytest.approx(0.5 - 0.3)  # B's table for epoch 1, at 0.3
+    assert a_to_b["fixed_epoch"] == 2 and a_to_b["fixed_threshold"] == pytest.approx(0.5)
+    assert a_to_b["fixed_iou"] == pytest.approx(0.8 - 0.1)  # B's table for epoch 2, at 0.5
+    assert b_to_a["tuned_epoch"] == 2 and b_to_a["tuned_threshold"] == pytest.approx(0.6)
+    assert b_to_a["tuned_iou"] == pytest.approx(0.75 - 0.1)  # A's table for epoch 2, at 0.6
+    assert a_to_b["last_epoch"] == b_to_a["last_epoch"] == 2
+    assert a_to_b["oracle_iou"] == pytest.approx(max(0.5 - 0.3, 0.8 - 0.1))
+
+
+def test_a_run_without_every_epochs_weights_is_refused_and_one_with_them_is_scored(
+    choice, tmp_path, tiny_overrides, monkeypatch
+):
+    quality = sys.modules["quality"]
+    monkeypatch.setattr(quality, "reference_step_ms", lambda device: 1.0)  # not under test
+    config = tmp_path / "tiny.yaml"
+    config.write_text("name: tiny\neval:\n  tta: none\n", encoding="utf-8")
+    overrides = [
+        *tiny_overrides,
+        "data.synthetic.n_images=24",
+        "train.accelerator=cpu",
+        "train.epochs=3",
+        "train.checkpoint.every_n_epochs=1",
+        "seed=1",
+    ]
+    record = quality.one_run(str(config), overrides, tmp_path / "runs", "seglab")
+    run = Run.open(record["run"])
+
+    fixed, tables = choice.iou_tables(run)
+
+    assert fixed == 0.5
+    assert sorted(tables) == choice.validated_epochs(run) == [1, 2, 3]
+    assert all(len(halves) == 2 for halves in tables.values())
+    history = choice.validation_history(run)
+    moved = choice.swings(run)
+    assert moved["validations"] == 2
+    assert moved["mean_change"] == pytest.approx(abs(history[3] - history[2]))
+    assert moved["last5_mean"] == pytest.approx((history[2] + history[3]) / 2)
+    rows = choice.judge(fixed, tables)
+    assert {row["last_epoch"] for row in rows} == {3}
+    for row in rows:
+        assert row["oracle_iou"] >= max(row[f"{rule}_iou"] for rule in choice.RULES)
+
+    choice.epoch_weights(run)[2].unlink()
+    with pytest.raises(SystemExit, match="no weights of epoch 2.*every_n_epochs=1"):
+        choice.iou_tables(run)
