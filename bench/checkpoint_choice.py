@@ -51,7 +51,7 @@ from seglab.data.prepare import prepare_data
 from seglab.inference.evaluate import foreground_probabilities
 from seglab.inference.predict import Predictor
 from seglab.inference.settings import InferenceSettings
-from seglab.inference.threshold import tune_threshold
+from seglab.inference.threshold import best_grid_threshold, tune_threshold
 from seglab.models.io import load_model_folder
 from seglab.runs import Run
 
@@ -97,7 +97,7 @@ def swings(run: Run) -> dict:
     }
 
 
-def calibration_share(fixed: float, tables: dict[int, list[dict[float, float]]]) -> dict:
+def mean_changes(fixed: float, tables: dict[int, list[dict[float, float]]]) -> dict:
     """Mean absolute change between validated epochs (after the first) of the IoU at the
     fixed threshold and at the tuned one, averaged over the two halves."""
     epochs = sorted(tables)[1:]
@@ -119,7 +119,8 @@ def epoch_weights(run: Run) -> dict[int, Path]:
     """1-based epoch -> the checkpoint holding its weights (``epoch_*.ckpt``)."""
     found = {}
     for path in sorted(run.checkpoints.glob("epoch_*.ckpt")):
-        epoch = torch.load(path, map_location="cpu", weights_only=True)["epoch"]
+        # mmap: only the epoch is read here, not the weights and the optimiser's state
+        epoch = torch.load(path, map_location="cpu", weights_only=True, mmap=True)["epoch"]
         found[int(epoch) + 1] = path
     return found
 
@@ -158,9 +159,8 @@ def nearest(table: dict[float, float], threshold: float) -> float:
 
 
 def best_threshold(table: dict[float, float]) -> float:
-    """The threshold of the highest IoU, ties to the one closest to 0.5 (as tune_threshold)."""
-    top = max(v for v in table.values() if np.isfinite(v))
-    return min((t for t, v in table.items() if v >= top - 1e-12), key=lambda t: abs(t - 0.5))
+    """The threshold ``tune_threshold`` would choose from this IoU-by-threshold table."""
+    return best_grid_threshold(np.array(list(table)), np.array(list(table.values())))
 
 
 def choose(rule: str, tables: dict[int, dict[float, float]], fixed: float) -> int:
@@ -220,7 +220,7 @@ def main() -> None:
         run = Run.open(record["run"])
         start = time.perf_counter()
         fixed, tables = iou_tables(run)
-        moves = calibration_share(fixed, tables)
+        moves = mean_changes(fixed, tables)
         print(
             f"{record['config']} {labelled(record['system'], settings(record))} "
             f"seed {record['seed']}: mean change between "

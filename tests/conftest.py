@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +11,8 @@ import pytest
 from PIL import Image
 
 from seglab.config import load_config
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
 
 TINY = [
     "data.synthetic.n_images=6",
@@ -29,6 +33,18 @@ TINY = [
 def tiny_overrides() -> list[str]:
     """--set overrides that make the default experiment run in seconds."""
     return list(TINY)
+
+
+@pytest.fixture
+def bench_module(monkeypatch):
+    """``bench_module(name)`` imports ``bench/<name>.py``; the scripts import each other
+    (``quality``, ``quality_table``...), so every module loaded from bench/ is dropped from
+    ``sys.modules`` afterwards."""
+    monkeypatch.syspath_prepend(str(BENCH))
+    yield importlib.import_module
+    for name, module in list(sys.modules.items()):
+        if Path(getattr(module, "__file__", None) or "/").parent == BENCH:
+            sys.modules.pop(name, None)
 
 
 @pytest.fixture

@@ -2,24 +2,16 @@
 
 from __future__ import annotations
 
-import importlib
 import sys
-from pathlib import Path
 
 import pytest
 
 from seglab.runs import Run, read_json
 
-BENCH = Path(__file__).resolve().parents[1] / "bench"
-
 
 @pytest.fixture
-def best_vs_last(monkeypatch):
-    monkeypatch.syspath_prepend(str(BENCH))
-    module = importlib.import_module("best_vs_last")
-    yield module
-    sys.modules.pop("best_vs_last", None)
-    sys.modules.pop("quality", None)
+def best_vs_last(bench_module):
+    return bench_module("best_vs_last")
 
 
 def test_a_run_whose_last_epoch_is_its_best_scores_the_same_both_ways(

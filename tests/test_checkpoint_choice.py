@@ -3,24 +3,16 @@ validation."""
 
 from __future__ import annotations
 
-import importlib
 import sys
-from pathlib import Path
 
 import pytest
 
 from seglab.runs import Run
 
-BENCH = Path(__file__).resolve().parents[1] / "bench"
-
 
 @pytest.fixture
-def choice(monkeypatch):
-    monkeypatch.syspath_prepend(str(BENCH))
-    module = importlib.import_module("checkpoint_choice")
-    yield module
-    for name in ("checkpoint_choice", "best_vs_last", "quality", "quality_table"):
-        sys.modules.pop(name, None)
+def choice(bench_module):
+    return bench_module("checkpoint_choice")
 
 
 def test_halves_leave_out_the_slice_between_them(choice):

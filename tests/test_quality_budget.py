@@ -2,21 +2,12 @@
 
 from __future__ import annotations
 
-import importlib
-import sys
-from pathlib import Path
-
 import pytest
-
-BENCH = Path(__file__).resolve().parents[1] / "bench"
 
 
 @pytest.fixture
-def quality(monkeypatch):
-    monkeypatch.syspath_prepend(str(BENCH))  # quality.py imports precision_step beside it
-    module = importlib.import_module("quality")
-    yield module
-    sys.modules.pop("quality", None)
+def quality(bench_module):
+    return bench_module("quality")
 
 
 def test_the_record_names_the_clock_or_else_the_epochs(quality):

@@ -33,9 +33,15 @@ def tune_threshold(
     denominator = tp + fp + fn
     iou = np.where(denominator > 0, tp / np.maximum(denominator, 1), np.nan)
     table = {float(t): float(v) for t, v in zip(grid, iou, strict=True)}
+    return best_grid_threshold(grid, iou), table
+
+
+def best_grid_threshold(grid: np.ndarray, iou: np.ndarray) -> float:
+    """The threshold of ``grid`` with the highest ``iou`` (NaN: undefined, skipped); ties
+    go to the threshold closest to 0.5, and 0.5 is returned when every IoU is NaN."""
+    grid, iou = np.asarray(grid), np.asarray(iou, dtype=np.float64)
     if np.isnan(iou).all():
-        return 0.5, table
+        return 0.5
     best = np.nanmax(iou)
     candidates = grid[iou >= best - 1e-12]
-    chosen = candidates[np.argmin(np.abs(candidates - 0.5))]
-    return float(chosen), table
+    return float(candidates[np.argmin(np.abs(candidates - 0.5))])
