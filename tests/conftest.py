@@ -48,6 +48,23 @@ def bench_module(monkeypatch):
 
 
 @pytest.fixture
+def tiny_quality_run(bench_module, tmp_path, tiny_overrides, monkeypatch):
+    """``tiny_quality_run(config_yaml, overrides, runs_dir)``: the record of one
+    bench/quality.py seglab run of ``config_yaml`` (written to tmp_path/tiny.yaml) with
+    ``tiny_overrides``, ``train.accelerator=cpu`` and then ``overrides``, in tmp_path/runs_dir."""
+    quality = bench_module("quality")
+    monkeypatch.setattr(quality, "reference_step_ms", lambda device: 1.0)  # not under test
+
+    def run(config_yaml: str, overrides: list[str], runs_dir: str = "runs") -> dict:
+        config = tmp_path / "tiny.yaml"
+        config.write_text(config_yaml, encoding="utf-8")
+        overrides = [*tiny_overrides, "train.accelerator=cpu", *overrides]
+        return quality.one_run(str(config), overrides, tmp_path / runs_dir, "seglab")
+
+    return run
+
+
+@pytest.fixture
 def tiny_config():
     return load_config(None, TINY)
 

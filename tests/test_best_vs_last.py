@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import sys
-
 import pytest
 
 from seglab.runs import Run, read_json
@@ -15,14 +13,9 @@ def best_vs_last(bench_module):
 
 
 def test_a_run_whose_last_epoch_is_its_best_scores_the_same_both_ways(
-    best_vs_last, tmp_path, tiny_overrides, monkeypatch
+    best_vs_last, tiny_quality_run
 ):
-    quality = sys.modules["quality"]
-    monkeypatch.setattr(quality, "reference_step_ms", lambda device: 1.0)  # not under test
-    config = tmp_path / "tiny.yaml"
-    config.write_text("name: tiny\neval:\n  tta: none\n", encoding="utf-8")
-    overrides = [*tiny_overrides, "train.accelerator=cpu", "train.epochs=1", "seed=2"]
-    record = quality.one_run(str(config), overrides, tmp_path / "runs", "seglab")
+    record = tiny_quality_run("name: tiny\neval:\n  tta: none\n", ["train.epochs=1", "seed=2"])
     assert record["best_epoch"] == record["epochs"] == 1
     run = Run.open(record["run"])
 

@@ -3,8 +3,6 @@ validation."""
 
 from __future__ import annotations
 
-import sys
-
 import pytest
 
 from seglab.runs import Run
@@ -58,21 +56,15 @@ def test_each_choice_is_scored_on_the_other_half_at_the_choosing_halfs_threshold
 
 
 def test_a_run_without_every_epochs_weights_is_refused_and_one_with_them_is_scored(
-    choice, tmp_path, tiny_overrides, monkeypatch
+    choice, tiny_quality_run
 ):
-    quality = sys.modules["quality"]
-    monkeypatch.setattr(quality, "reference_step_ms", lambda device: 1.0)  # not under test
-    config = tmp_path / "tiny.yaml"
-    config.write_text("name: tiny\neval:\n  tta: none\n", encoding="utf-8")
     overrides = [
-        *tiny_overrides,
         "data.synthetic.n_images=24",
-        "train.accelerator=cpu",
         "train.epochs=3",
         "train.checkpoint.every_n_epochs=1",
         "seed=1",
     ]
-    record = quality.one_run(str(config), overrides, tmp_path / "runs", "seglab")
+    record = tiny_quality_run("name: tiny\neval:\n  tta: none\n", overrides)
     run = Run.open(record["run"])
 
     fixed, tables = choice.iou_tables(run)

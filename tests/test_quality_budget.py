@@ -15,22 +15,17 @@ def test_the_record_names_the_clock_or_else_the_epochs(quality):
     assert quality.budget_label(None, 50) == "50 epochs"
 
 
-def test_budget_null_trains_the_config_epochs_and_repeats_exactly(
-    quality, tmp_path, tiny_overrides, monkeypatch
-):
-    monkeypatch.setattr(quality, "reference_step_ms", lambda device: 1.0)  # not under test
-    config = tmp_path / "tiny.yaml"
+def test_budget_null_trains_the_config_epochs_and_repeats_exactly(tiny_quality_run, tiny_overrides):
     # a config that sets a clock: --budget null must lift it, or the epochs would depend on speed
-    config.write_text("name: tiny\ntrain:\n  time_budget: 1m\n", encoding="utf-8")
+    config = "name: tiny\ntrain:\n  time_budget: 1m\n"
     overrides = [
-        *tiny_overrides,
-        "train.accelerator=cpu",
         "train.epochs=2",
         "seed=3",
         "train.time_budget=null",  # what main() passes for --budget null
     ]
-    first = quality.one_run(str(config), overrides, tmp_path / "a", "seglab")
-    second = quality.one_run(str(config), overrides, tmp_path / "b", "seglab")
+    first = tiny_quality_run(config, overrides, "a")
+    second = tiny_quality_run(config, overrides, "b")
+    overrides = [*tiny_overrides, "train.accelerator=cpu", *overrides]  # as the runs had them
 
     assert first["budget"] == "2 epochs"
     assert first["epochs"] == 2
