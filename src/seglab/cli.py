@@ -143,12 +143,20 @@ def evaluate(
         Path | None,
         typer.Option("--out", help="Folder for this evaluation (default: <run>/evaluations/...)."),
     ] = None,
+    checkpoint: Annotated[
+        str | None,
+        typer.Option(
+            "--checkpoint",
+            help="Evaluate this checkpoint's weights instead of the kept model: a file in "
+            "<run>/checkpoints/ (last.ckpt, best.ckpt, epoch_N.ckpt) or a path.",
+        ),
+    ] = None,
 ) -> None:
     """Metrics of a trained run with 95% confidence intervals (metrics.json, per_image.csv, report).
 
     Without options: the run's test split, written into the run folder (the binary
     threshold is tuned on the validation split and stored in model/model.json).
-    With --data, --tta, --ensemble or --set: written to a new folder under
+    With --data, --tta, --ensemble, --set or --checkpoint: written to a new folder under
     <run>/evaluations/ (or --out).
     """
     from seglab.pipeline import evaluate_run
@@ -164,6 +172,7 @@ def evaluate(
         ensemble=run_dir[1:],
         overrides=set_ or [],
         out_dir=out,
+        checkpoint=checkpoint,
     )
     _print_result(result.run.path, result.metrics)
 

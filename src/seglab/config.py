@@ -264,6 +264,10 @@ class EarlyStopConfig(Section):
 class CheckpointConfig(Section):
     monitor: str = "val_iou"  # best.ckpt is the best by this logged metric
     mode: Literal["min", "max"] = "max"
+    # the weights the run keeps (model/, evaluated, exported): best = best.ckpt; last = the
+    # end of training (last.ckpt), when the one-pass validation that picks the best epoch is
+    # noisier than the gains of the last, low-rate epochs. best.ckpt is written either way
+    keep: Literal["best", "last"] = "best"
     every_n_epochs: int = Field(0, ge=0, le=100_000)  # also keep epoch_N.ckpt; 0 = no
 
 

@@ -9,6 +9,7 @@ from seglab.data.prepare import prepare_data
 from seglab.engine.fit import fit
 from seglab.engine.module import lr_factor
 from seglab.losses import create_loss
+from seglab.models.io import network_weights
 from seglab.models.registry import create_model
 from seglab.runs import Run, read_csv
 
@@ -59,6 +60,23 @@ def test_last_checkpoint_follows_every_epoch_not_only_improvements(tmp_path, tin
     assert best["epoch"] == 0
     assert last["epoch"] == 2 and last["global_step"] == 3 * best["global_step"]
     assert sorted(p.name for p in run.checkpoints.iterdir()) == ["best.ckpt", "last.ckpt"]
+
+
+@pytest.mark.parametrize("keep", ["best", "last"])
+def test_the_run_keeps_the_best_or_the_last_epochs_weights(tmp_path, tiny_overrides, keep):
+    # monitor the epoch number, smaller is better: the first epoch stays the best
+    overrides = ["train.epochs=3", "train.checkpoint.monitor=epoch", "train.checkpoint.mode=min"]
+    cfg = load_config(None, [*tiny_overrides, *overrides, f"train.checkpoint.keep={keep}"])
+    run = Run.create(tmp_path, keep)
+    result = fit(cfg, run, prepare_data(cfg))
+    best = network_weights(torch.load(run.checkpoints / "best.ckpt", weights_only=True))
+    last = network_weights(torch.load(run.checkpoints / "last.ckpt", weights_only=True))
+    assert any(not torch.equal(best[k], last[k]) for k in best)  # both written either way
+    kept = {"best": best, "last": last}[keep]
+    returned = result.model.state_dict()
+    assert returned.keys() == kept.keys()
+    assert all(torch.equal(returned[k], kept[k]) for k in kept)
+    assert result.kept_epoch == {"best": 1, "last": 3}[keep]
 
 
 def test_an_average_of_the_weights_is_what_validates_checkpoints_and_returns(

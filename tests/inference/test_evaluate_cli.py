@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import yaml
 from PIL import Image
 
@@ -135,3 +136,44 @@ def test_evaluate_argument_errors(run, capsys):
     assert "only eval.* settings" in capsys.readouterr().err
     assert main(["evaluate", str(run), "--set", "eval.overlap=1.5"]) == 2
     assert "eval.overlap" in capsys.readouterr().err
+
+
+def test_a_checkpoint_of_the_run_is_evaluated_apart_from_the_kept_model(run, tmp_path):
+    plain_meta = (run / "model" / "model.json").read_text()
+    before = existing(run)
+    assert main(["evaluate", str(run), "--checkpoint", "last.ckpt"]) == 0
+    folder = only_evaluation(run, before)
+    assert "last" in folder.name
+    metrics, plain = read(folder / "metrics.json"), read(run / "metrics.json")
+    assert metrics["checkpoint"] == {"file": str(run / "checkpoints" / "last.ckpt"), "epoch": 1}
+    summary = read(run / "train_summary.json")
+    assert summary["kept"] == "best" and summary["kept_epoch"] == 1
+    # one epoch: the last checkpoint holds the kept weights, so it scores the same
+    assert metrics["dataset"] == plain["dataset"] and metrics["threshold"] == plain["threshold"]
+
+    # other weights (a path outside the run): every weight zeroed predicts one probability
+    # everywhere, so all pixels or none are foreground
+    saved = torch.load(run / "checkpoints" / "last.ckpt", weights_only=True)
+    saved["state_dict"] = {k: torch.zeros_like(v) for k, v in saved["state_dict"].items()}
+    torch.save(saved, tmp_path / "zeros.ckpt")
+    before = existing(run)
+    assert main(["evaluate", str(run), "--checkpoint", str(tmp_path / "zeros.ckpt")]) == 0
+    zeros = read(only_evaluation(run, before) / "metrics.json")
+    assert zeros["dataset"]["recall"] in (0.0, 1.0) and zeros["dataset"] != plain["dataset"]
+    assert (run / "model" / "model.json").read_text() == plain_meta  # the kept model untouched
+
+
+def test_a_checkpoint_that_is_missing_or_not_one_is_bad_input(run, tmp_path, capsys):
+    before = existing(run)
+    assert main(["evaluate", str(run), "--checkpoint", "epoch_7.ckpt"]) == 2
+    err = capsys.readouterr().err
+    assert "epoch_7.ckpt" in err and "last.ckpt" in err
+    garbage = tmp_path / "garbage.ckpt"
+    garbage.write_bytes(b"not a checkpoint")
+    assert main(["evaluate", str(run), "--checkpoint", str(garbage)]) == 2
+    assert "garbage.ckpt" in capsys.readouterr().err
+    other = {"state_dict": {"model.nothing": torch.zeros(1)}, "epoch": 0}
+    torch.save(other, tmp_path / "other.ckpt")
+    assert main(["evaluate", str(run), "--checkpoint", str(tmp_path / "other.ckpt")]) == 2
+    assert "do not load" in capsys.readouterr().err
+    assert existing(run) == before  # no evaluation folder left behind

@@ -146,6 +146,15 @@ def test_training_warnings_are_in_the_report(full_run: Path) -> None:
     assert "predictions constant for 3 epochs &lt;check the loss&gt;" in html
 
 
+def test_the_kept_weights_epoch_shows_where_it_is_not_the_best(full_run: Path) -> None:
+    html = build_run_report(full_run).read_text(encoding="utf-8")
+    assert "epoch of the kept weights" not in html  # the best epoch's weights were kept
+    summary = {"best_epoch": 2, "kept": "last", "kept_epoch": 3, "epochs_run": 3}
+    atomic_write_json(full_run / "train_summary.json", summary)
+    html = build_run_report(full_run).read_text(encoding="utf-8")
+    assert re.search(r"epoch of the kept weights.{0,80}\b3\b", html, re.S)
+
+
 def test_missing_metrics_and_empty_history_still_render(tmp_path: Path) -> None:
     run = tmp_path / "run"
     atomic_write_yaml(run / CONFIG_FILE, {"name": "train-only", "model": {}})

@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
+from seglab.models.io import network_weights
 from seglab.runs import atomic_write_bytes
 
 
@@ -25,5 +26,4 @@ class SafeCheckpointIO(TorchCheckpointIO):
 
 def load_state_dict(path: str, prefix: str = "model.") -> dict[str, torch.Tensor]:
     """The model weights stored in a Lightning checkpoint, without the module prefix."""
-    state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
-    return {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
+    return network_weights(torch.load(path, map_location="cpu", weights_only=True), prefix)

@@ -35,11 +35,12 @@ from seglab.engine.callbacks import (
     ValidatedEarlyStopping,
     WeightEMA,
 )
-from seglab.engine.checkpoint_io import SafeCheckpointIO, load_state_dict
+from seglab.engine.checkpoint_io import SafeCheckpointIO
 from seglab.engine.guards import CollapseGuard, NanGuard
 from seglab.engine.module import SegModule
 from seglab.engine.sampling import DataProgress, EpochIndexed, ResumableSampler
 from seglab.engine.stopping import GracefulStop, StopConditions
+from seglab.models.io import network_weights
 from seglab.models.registry import create_model
 from seglab.runs import RUN_DIR_ENV, Run
 
@@ -49,7 +50,7 @@ LAST = "last.ckpt"
 
 @dataclass
 class FitResult:
-    model: nn.Module  # with the best validation weights loaded
+    model: nn.Module  # with the kept weights loaded (train.checkpoint.keep)
     best_epoch: int | None
     best_val_iou: float | None
     epochs_run: int
@@ -60,6 +61,7 @@ class FitResult:
     warnings: list[str] = field(default_factory=list)
     is_global_zero: bool = True
     best_score: float | None = None  # by train.checkpoint.monitor
+    kept_epoch: int | None = None  # of the weights in ``model`` (train.checkpoint.keep)
     precision: str = "32"  # train.precision as run (``auto`` resolved)
     channels_last: bool | None = False  # as run (``auto`` resolved; None: no batch trained)
 
@@ -204,8 +206,12 @@ def fit(
             else:
                 os.environ[RUN_DIR_ENV] = previous_env
     seconds = time.perf_counter() - start
-    if best.best_model_path and Path(best.best_model_path).is_file():
-        model.load_state_dict(load_state_dict(best.best_model_path))
+    kept = run.checkpoints / LAST if ck.keep == "last" else Path(best.best_model_path or "")
+    kept_epoch = None
+    if kept.is_file():
+        checkpoint = torch.load(kept, map_location="cpu", weights_only=True)
+        model.load_state_dict(network_weights(checkpoint))
+        kept_epoch = int(checkpoint["epoch"]) + 1  # Lightning counts from 0, history from 1
     stopped = stopped or stops.reason
     if nan_guard.diagnosis:
         stopped = f"non-finite values: {nan_guard.diagnosis}"
@@ -230,6 +236,7 @@ def fit(
         warnings=notes + list(collapse.warnings),
         is_global_zero=trainer.is_global_zero,
         best_score=float(best.best_model_score) if best.best_model_score is not None else None,
+        kept_epoch=kept_epoch,
         precision=precision,
         channels_last=module.channels_last,
     )

@@ -26,6 +26,12 @@ WEIGHTS_FILE = "model.safetensors"
 META_FILE = "model.json"
 
 
+def network_weights(checkpoint: dict[str, Any], prefix: str = "model.") -> dict[str, torch.Tensor]:
+    """The network's weights in a loaded Lightning checkpoint of the training module."""
+    state = checkpoint["state_dict"]
+    return {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
+
+
 def save_model_folder(folder: str | os.PathLike, model: nn.Module, meta: dict[str, Any]) -> Path:
     """Write weights and ``model.json`` (``meta`` must hold ``model``: the model config)."""
     if "model" not in meta:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import pickle
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from seglab.config import Config, load_config
 from seglab.data.prepare import prepare_data
@@ -19,7 +21,8 @@ from seglab.inference.postprocess import NO_POSTPROCESSING, settings_key, tune_p
 from seglab.inference.predict import Predictor, ProbabilityModel, inference_device
 from seglab.inference.settings import InferenceSettings
 from seglab.inference.threshold import tune_threshold
-from seglab.models.io import META_FILE, load_model_folder
+from seglab.models.exported import FORMAT_FILES
+from seglab.models.io import META_FILE, load_model_folder, network_weights
 from seglab.pipeline.common import (
     EVALUATIONS_DIR,
     PER_IMAGE_FILE,
@@ -55,16 +58,26 @@ def evaluate_run(
     ensemble: list[str | os.PathLike] | tuple = (),
     overrides: list[str] | tuple = (),
     out_dir: str | os.PathLike | None = None,
+    checkpoint: str | os.PathLike | None = None,
 ) -> RunResult:
     """Metrics of a trained run on its test split (or on a labelled folder ``data_dir``).
 
-    The plain evaluation (no data folder, TTA, ensemble or overrides) writes
+    ``checkpoint`` evaluates the weights of one of the run's checkpoints (a file name in
+    ``<run>/checkpoints/`` such as ``last.ckpt``, or a path) instead of the kept model.
+    The plain evaluation (no data folder, TTA, ensemble, overrides or checkpoint) writes
     metrics.json, per_image.csv and the report into the run folder and stores the
     tuned threshold in model/model.json. Any other evaluation writes into
     ``out_dir``, by default a new folder under ``<run>/evaluations/``.
     """
     run_dir = Run.open(run_path)
-    plain = data_dir is None and not tta and not ensemble and not overrides and out_dir is None
+    plain = (
+        data_dir is None
+        and not tta
+        and not ensemble
+        and not overrides
+        and out_dir is None
+        and checkpoint is None
+    )
     if plain:
         attach_log_file(run_dir)
     for override in overrides:
@@ -76,6 +89,11 @@ def evaluate_run(
     cfg = load_config(run_dir.file(CONFIG_FILE), list(overrides))
     device = inference_device(cfg.train.accelerator)
     model, meta = load_model_folder(run_dir.model_dir, device)
+    checkpoint_info = None
+    if checkpoint is not None:
+        checkpoint_info = _load_checkpoint_weights(model, meta, run_dir, checkpoint)
+        # the threshold and post-processing meta holds were chosen for the kept weights
+        meta = {**meta, "threshold": cfg.eval.threshold}
     settings = InferenceSettings.from_eval(cfg.eval, threshold=meta["threshold"])
     settings = settings.with_(tta="dihedral") if tta else settings
     num_classes = cfg.model.num_classes
@@ -108,7 +126,8 @@ def evaluate_run(
                 settings = settings.with_(**tuning["postprocessing"]["chosen"])
     else:
         samples, split_name = _labelled_folder(cfg, data_dir), f"folder {data_dir}"
-        if cfg.eval.tune_postprocessing:  # what the run's evaluation chose on validation
+        # what the run's evaluation chose on validation, for the kept weights only
+        if cfg.eval.tune_postprocessing and checkpoint is None:
             settings = settings.with_(**InferenceSettings.from_meta(meta).postprocessing())
     evaluation = evaluate_samples(
         predictor,
@@ -129,11 +148,13 @@ def evaluate_run(
         )
     if ensemble:
         evaluation.metrics["ensemble"] = names
+    if checkpoint_info:
+        evaluation.metrics["checkpoint"] = checkpoint_info
 
     target = (
         run_dir.path
         if plain
-        else _evaluation_folder(run_dir, cfg, out_dir, tta, ensemble, data_dir)
+        else _evaluation_folder(run_dir, cfg, out_dir, tta, ensemble, data_dir, checkpoint_info)
     )
     atomic_write_json(target / METRICS_FILE, evaluation.metrics)
     atomic_write_csv(target / PER_IMAGE_FILE, evaluation.per_image, list(evaluation.per_image[0]))
@@ -238,10 +259,12 @@ def _evaluation_folder(
     tta: bool,
     ensemble: list | tuple,
     data_dir: str | os.PathLike | None,
+    checkpoint: dict[str, Any] | None = None,
 ) -> Path:
     """A new folder for a non-default evaluation, with what the report needs."""
     if out_dir is None:
         parts = [f"data-{Path(data_dir).name}" if data_dir else "test"]
+        parts += [Path(checkpoint["file"]).stem] if checkpoint else []
         parts += ["tta"] if tta else []
         parts += [f"ensemble{len(ensemble) + 1}"] if ensemble else []
         target = run_dir.path / EVALUATIONS_DIR / run_folder_name("-".join(parts))
@@ -253,6 +276,40 @@ def _evaluation_folder(
         if run_dir.has(name):
             atomic_write_bytes(target / name, run_dir.file(name).read_bytes())
     return target
+
+
+def _load_checkpoint_weights(
+    model: Any, meta: dict[str, Any], run_dir: Run, checkpoint: str | os.PathLike
+) -> dict[str, Any]:
+    """Load the network weights of one of the run's checkpoints into ``model``; returns
+    the file and the epoch (from 1) it was written in."""
+    path = Path(checkpoint)
+    if not path.is_file() and not path.is_absolute():
+        path = run_dir.checkpoints / checkpoint
+    if not path.is_file():
+        names = sorted(p.name for p in run_dir.checkpoints.glob("*.ckpt"))
+        raise SeglabError(
+            f"checkpoint not found: {checkpoint}",
+            hint=f"name one of {', '.join(names)} in {run_dir.checkpoints}"
+            if names
+            else f"{run_dir.checkpoints} holds no checkpoints",
+        )
+    if meta.get("format") in FORMAT_FILES:
+        raise SeglabError(
+            f"{run_dir.model_dir} holds an exported model: a checkpoint's weights cannot go in",
+            hint="evaluate --checkpoint on the run folder that trained it",
+        )
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+        model.load_state_dict(network_weights(dict(saved)))
+    except (RuntimeError, KeyError, TypeError, EOFError, pickle.UnpicklingError) as err:
+        raise SeglabError(
+            f"checkpoint {path}: its weights do not load into the run's model "
+            f"({str(err).splitlines()[0][:200]})",
+            hint="pass a checkpoint written by this run's training",
+        ) from err
+    epoch = saved.get("epoch")
+    return {"file": str(path), "epoch": None if epoch is None else int(epoch) + 1}
 
 
 def _log_evaluation(metrics: dict[str, Any], target: Path) -> None:

@@ -96,6 +96,8 @@ def _fit_and_save(cfg: Config, run_dir: Run, data: PreparedData, resume: bool) -
         "completed": result.completed,
         "best_epoch": result.best_epoch,
         "best_val_iou": result.best_val_iou,
+        "kept": cfg.train.checkpoint.keep,  # which weights model/ holds
+        "kept_epoch": result.kept_epoch,
         "epochs_run": result.epochs_run,
         "seconds": round(result.seconds, 2),
         "precision": result.precision,
@@ -112,11 +114,14 @@ def _fit_and_save(cfg: Config, run_dir: Run, data: PreparedData, resume: bool) -
     run_dir.write_json(TRAIN_SUMMARY_FILE, summary)
     build_run_report(run_dir.path)
     log.info(
-        "trained %d epochs in %.0fs; best val IoU %s at epoch %s%s",
+        "trained %d epochs in %.0fs; best val IoU %s at epoch %s%s%s",
         result.epochs_run,
         result.seconds,
         fmt(result.best_val_iou),
         result.best_epoch,
+        f"; kept the last epoch's weights ({result.kept_epoch})"
+        if cfg.train.checkpoint.keep == "last"
+        else "",
         "" if result.completed else f"; cut short: {result.stopped_because}",
     )
     return RunResult(run_dir, None)

@@ -210,7 +210,8 @@ def _training_section(
     seconds = _number(summary.get("seconds"))
     if not math.isfinite(seconds) and np.isfinite(series["seconds"]).any():
         seconds = float(np.nansum(series["seconds"]))  # history holds seconds per epoch
-    kept = summary.get("best_epoch")  # the checkpoint's epoch may follow another monitor
+    # the kept weights' epoch: another train.checkpoint.monitor, or keep: last
+    kept = summary.get("kept_epoch", summary.get("best_epoch"))
     stats = [
         ("best epoch (max val IoU)", _show(best_epoch if best_epoch is not None else kept)),
         ("best val IoU", _show(float(series["val_iou"][best]) if best is not None else None)),
@@ -220,7 +221,7 @@ def _training_section(
     if summary.get("precision"):
         stats.append(("precision", _show(summary["precision"])))
     if kept is not None and best_epoch is not None and _number(kept) != best_epoch:
-        stats.append(("best checkpoint epoch", _show(kept)))
+        stats.append(("epoch of the kept weights", _show(kept)))
     if summary.get("stopped_because"):
         stats.append(("stopped because", _show(summary["stopped_because"])))
     warned = summary.get("warnings")
