@@ -33,16 +33,10 @@ from seglab.inference.evaluate import foreground_probabilities
 from seglab.inference.predict import Predictor
 from seglab.inference.settings import InferenceSettings
 from seglab.inference.threshold import tune_threshold
-from seglab.models.io import load_model_folder
+from seglab.models.io import load_model_folder, network_weights
 from seglab.runs import Run
 
 LAST = "checkpoints/last.ckpt"
-
-
-def network_weights(checkpoint: dict) -> dict[str, torch.Tensor]:
-    """The network's weights in a Lightning checkpoint of the module (its ``model.*``)."""
-    state = checkpoint["state_dict"]
-    return {k.removeprefix("model."): v for k, v in state.items() if k.startswith("model.")}
 
 
 def tuned_val_iou(model: torch.nn.Module, meta: dict, cfg, data, tta: str) -> tuple[float, float]:

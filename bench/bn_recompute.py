@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from best_vs_last import LAST, network_weights, tuned_val_iou
+from best_vs_last import LAST, tuned_val_iou
 from quality import append_record, read_records, register_peers
 from torch import nn
 from torch.utils.data import DataLoader
@@ -36,7 +36,7 @@ from seglab.config import load_config
 from seglab.data.augment import build_augment
 from seglab.data.datasets import train_dataset
 from seglab.data.prepare import prepare_data
-from seglab.models.io import load_model_folder
+from seglab.models.io import load_model_folder, network_weights
 from seglab.runs import Run
 
 

@@ -29,6 +29,14 @@ between validations and the mean of the last five.
 
     PYTHONPATH=src python bench/checkpoint_choice.py bench/results/quality.jsonl \\
         [--swings] [--out bench/results/checkpoint_choice.jsonl]
+
+``--average K`` scores instead the equal average of each run's last K epochs' weights (and
+batch-norm statistics) on each half, at the threshold tuned for it on the other half, beside
+the ``fixed`` and ``last`` rules' scores of the same run and direction from earlier records
+of this script (``--paired``): nothing is chosen, so it needs no other epoch.
+
+    PYTHONPATH=src python bench/checkpoint_choice.py bench/results/quality.jsonl --average 5 \\
+        --paired bench/results/checkpoint_choice.jsonl [--out bench/results/average.jsonl]
 """
 
 from __future__ import annotations
@@ -42,7 +50,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from best_vs_last import network_weights
 from quality import append_record, read_records, register_peers
 from quality_table import labelled, settings
 
@@ -52,7 +59,7 @@ from seglab.inference.evaluate import foreground_probabilities
 from seglab.inference.predict import Predictor
 from seglab.inference.settings import InferenceSettings
 from seglab.inference.threshold import best_grid_threshold, tune_threshold
-from seglab.models.io import load_model_folder
+from seglab.models.io import load_model_folder, network_weights
 from seglab.runs import Run
 
 RULES = ("fixed", "tuned", "last")
@@ -125,15 +132,38 @@ def epoch_weights(run: Run) -> dict[int, Path]:
     return found
 
 
-def iou_tables(run: Run) -> tuple[float, dict[int, list[dict[float, float]]]]:
-    """(eval.threshold, epoch -> [IoU by threshold on half A, on half B]) for every
-    validated epoch of ``run``."""
+def halves_scorer(run: Run):
+    """``score(state)``: [IoU by threshold on half A, on half B] of the run's network with
+    the weights ``state``, one pass (as the validation during training); and
+    eval.threshold."""
     cfg = load_config(run.file("config.yaml"))
     data = prepare_data(cfg, run.read_json("split.json"))
     val = sorted(data.val, key=lambda s: (s.group, s.index, s.name))
     parts = [[val[i] for i in part] for part in halves(len(val))]
     model, meta = load_model_folder(run.model_dir, "cpu")
     inference = InferenceSettings.from_eval(cfg.eval, threshold=0.5).with_(tta="none")
+
+    def score(state: dict[str, torch.Tensor]) -> list[dict[float, float]]:
+        model.load_state_dict(state)
+        predictor = Predictor(model, meta["normalization"], inference, "cpu", 1)
+        out = []
+        for part in parts:
+            probs = foreground_probabilities(predictor, part)
+            _, table = tune_threshold(probs, [s.mask for s in part], cfg.data.ignore_index)
+            out.append(table)
+        return out
+
+    return score, float(cfg.eval.threshold)
+
+
+def checkpoint_state(path: Path) -> dict[str, torch.Tensor]:
+    return network_weights(torch.load(path, map_location="cpu", weights_only=True))
+
+
+def iou_tables(run: Run) -> tuple[float, dict[int, list[dict[float, float]]]]:
+    """(eval.threshold, epoch -> [IoU by threshold on half A, on half B]) for every
+    validated epoch of ``run``."""
+    score, fixed = halves_scorer(run)
     weights = epoch_weights(run)
     tables: dict[int, list[dict[float, float]]] = {}
     for epoch in validated_epochs(run):
@@ -142,15 +172,50 @@ def iou_tables(run: Run) -> tuple[float, dict[int, list[dict[float, float]]]]:
                 f"{run.path}: no weights of epoch {epoch}; rerun with "
                 "--set train.checkpoint.every_n_epochs=1"
             )
-        checkpoint = torch.load(weights[epoch], map_location="cpu", weights_only=True)
-        model.load_state_dict(network_weights(checkpoint))
-        predictor = Predictor(model, meta["normalization"], inference, "cpu", 1)
-        tables[epoch] = []
-        for part in parts:
-            probs = foreground_probabilities(predictor, part)
-            _, table = tune_threshold(probs, [s.mask for s in part], cfg.data.ignore_index)
-            tables[epoch].append(table)
-    return float(cfg.eval.threshold), tables
+        tables[epoch] = score(checkpoint_state(weights[epoch]))
+    return fixed, tables
+
+
+def average_state(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """The equal average of the weights and floating-point buffers (batch-norm statistics)
+    of ``states``; integer buffers (batch counts) are the last state's."""
+    out = {}
+    for key, last in states[-1].items():
+        if last.is_floating_point():
+            out[key] = torch.stack([s[key].float() for s in states]).mean(0).to(last.dtype)
+        else:
+            out[key] = last
+    return out
+
+
+def average_tables(run: Run, count: int) -> tuple[list[int], list[dict[float, float]]]:
+    """(epochs, [IoU by threshold on half A, on half B]) of the average of the run's last
+    ``count`` epochs' weights."""
+    weights = epoch_weights(run)
+    epochs = sorted(weights)[-count:]
+    if len(epochs) < count or epochs != list(range(epochs[0], epochs[0] + count)):
+        raise SystemExit(
+            f"{run.path}: the last {count} epochs' weights are not all there; rerun with "
+            "--set train.checkpoint.every_n_epochs=1"
+        )
+    score, _ = halves_scorer(run)
+    return epochs, score(average_state([checkpoint_state(weights[e]) for e in epochs]))
+
+
+def judge_average(tables: list[dict[float, float]]) -> list[dict]:
+    """For each direction: the threshold tuned on the choosing half for the averaged
+    weights, and their IoU at it on the other half (nothing to choose)."""
+    rows = []
+    for chooser, scorer in ((0, 1), (1, 0)):
+        threshold = best_threshold(tables[chooser])
+        rows.append(
+            {
+                "direction": "AB"[chooser] + ">" + "AB"[scorer],
+                "average_threshold": threshold,
+                "average_iou": tables[scorer][threshold],
+            }
+        )
+    return rows
 
 
 def nearest(table: dict[float, float], threshold: float) -> float:
@@ -193,12 +258,66 @@ def judge(fixed: float, tables: dict[int, list[dict[float, float]]]) -> list[dic
     return rows
 
 
+def averages(records: list[dict], count: int, paired: list[dict], out: Path | None) -> None:
+    """``--average``: each run's average of its last ``count`` epochs, scored on each half
+    at the other half's threshold, beside the ``fixed`` rule's epoch of ``paired``."""
+    earlier = {(r["run"], r["direction"]): r for r in paired}
+    results = []
+    for record in records:
+        start = time.perf_counter()
+        epochs, tables = average_tables(Run.open(record["run"]), count)
+        for row in judge_average(tables):
+            before = earlier.get((record["run"], row["direction"]))
+            if before is None:
+                raise SystemExit(f"--paired has no record of {record['run']} {row['direction']}")
+            result = {
+                **{k: record[k] for k in ("config", "system", "seed", "budget", "run")},
+                "average_epochs": epochs,
+                **row,
+                **{k: before[k] for k in ("fixed_epoch", "fixed_iou", "last_epoch", "last_iou")},
+                "eval_s": round(time.perf_counter() - start, 1),
+            }
+            results.append(result)
+            print(
+                f"{result['config']} {result['system']} seed {result['seed']} "
+                f"{result['direction']}: average of epochs {epochs[0]}-{epochs[-1]} "
+                f"{result['average_iou']:.4f}, fixed epoch {result['fixed_epoch']} "
+                f"{result['fixed_iou']:.4f}, last epoch {result['last_epoch']} "
+                f"{result['last_iou']:.4f}",
+                flush=True,
+            )
+            if out:
+                append_record(out, result)
+    if results:
+        means = {
+            k: statistics.mean(r[f"{k}_iou"] for r in results) for k in ("fixed", "last", "average")
+        }
+        above = {
+            k: sum(r[f"{k}_iou"] > r["fixed_iou"] for r in results) for k in ("average", "last")
+        }
+        print(
+            f"{len(results)} choices (runs x directions): mean IoU on the other half "
+            + ", ".join(f"{rule} {value:.4f}" for rule, value in means.items())
+            + f"; above fixed: average {above['average']}, last {above['last']}"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("results", nargs="+", type=Path)
     parser.add_argument("--system", action="append", help="only these systems (repeatable)")
     parser.add_argument("--out", type=Path, help="append one JSON line per run and direction")
     parser.add_argument("--swings", action="store_true", help="only history.csv's swings")
+    parser.add_argument(
+        "--average", type=int, metavar="K", help="score the average of the last K epochs instead"
+    )
+    parser.add_argument(
+        "--paired",
+        nargs="+",
+        type=Path,
+        default=[],
+        help="with --average: this script's earlier records of the same runs, to compare with",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     register_peers()
@@ -214,6 +333,9 @@ def main() -> None:
                 f"one-pass IoU {found['val_iou_min']:.4f}-{found['val_iou_max']:.4f}, mean change "
                 f"{found['mean_change']:.4f}, last five {found['last5_mean']:.4f}"
             )
+        return
+    if args.average:
+        averages(records, args.average, read_records(args.paired), args.out)
         return
     results = []
     for record in records:

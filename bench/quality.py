@@ -141,6 +141,7 @@ def one_run(config: str, overrides: list[str], runs_dir: Path, system: str) -> d
         "stopped_because": summary["stopped_because"],
         "best_epoch": summary["best_epoch"],
         "best_val_iou": summary.get("best_val_iou"),  # what the kept checkpoint was chosen by
+        "kept_epoch": summary.get("kept_epoch"),  # best_epoch, or the last (keep: last)
         # the kept weights on validation at the threshold tuned there
         "val_iou": tuned_val_iou(metrics),
         "train_s": round(train_s, 1),  # data check, preparation, fit and saving

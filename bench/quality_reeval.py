@@ -10,6 +10,12 @@ evaluation; the last lines compare the means per system.
     PYTHONPATH=src python bench/quality_reeval.py bench/results/quality.jsonl \\
         --set eval.tta=flips [--system seglab] [--out bench/results/reeval.jsonl]
 
+``--checkpoint last.ckpt`` evaluates each run's last epoch instead of its kept weights:
+what ``train.checkpoint.keep: last`` would have kept, since the setting changes nothing
+else in training, so those records carry that override. The validation IoU of the last
+epoch is then no judge against the best epoch's, which was chosen on the same slices
+(``bench/checkpoint_choice.py`` judges the choice on halves of validation).
+
 The run folders must still exist (``bench/quality.py --runs-dir``).
 """
 
@@ -35,19 +41,27 @@ def val_iou_at_chosen(metrics: dict) -> float:
     return value
 
 
-def reevaluate(record: dict, sets: list[str]) -> dict:
+# the training setting that keeps what evaluating this checkpoint of a run measures
+KEEP_SETTING = {"last.ckpt": "train.checkpoint.keep=last"}
+
+
+def reevaluate(record: dict, sets: list[str], checkpoint: str | None = None) -> dict:
     run = Path(record["run"])
     if not run.is_dir():
         raise SystemExit(f"run folder {run} is gone: rerun bench/quality.py with --runs-dir")
     plain = read_json(run / METRICS_FILE)
     start = time.perf_counter()
-    metrics = pipeline.evaluate_run(run, overrides=sets).metrics
+    metrics = pipeline.evaluate_run(run, overrides=sets, checkpoint=checkpoint).metrics
+    overrides = list(record.get("overrides", []))
+    if checkpoint in KEEP_SETTING and KEEP_SETTING[checkpoint] not in overrides:
+        overrides.append(KEEP_SETTING[checkpoint])
     return {
         **{k: record[k] for k in ("config", "system", "seed", "budget", "precision", "run")},
         # of the training
         **{k: record.get(k) for k in ("epochs", "fit_s", "best_epoch", "reference_step_ms")},
-        "overrides": record.get("overrides", []),
+        "overrides": overrides,
         "eval_overrides": sets,
+        **({"checkpoint": metrics["checkpoint"]} if checkpoint else {}),
         "val_iou": val_iou_at_chosen(metrics),
         "val_iou_plain": val_iou_at_chosen(plain),
         "test_iou": metrics["dataset"]["iou"],
@@ -63,17 +77,23 @@ def reevaluate(record: dict, sets: list[str]) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("results", nargs="+", type=Path)
-    parser.add_argument("--set", dest="sets", action="append", required=True, metavar="KEY=VALUE")
+    parser.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument(
+        "--checkpoint", help="evaluate this checkpoint of each run (e.g. last.ckpt) instead"
+    )
     parser.add_argument("--system", action="append", help="only these systems (repeatable)")
     parser.add_argument("--out", type=Path, help="append one JSON line per run here")
     args = parser.parse_args()
+    if not args.sets and not args.checkpoint:
+        parser.error("give --set KEY=VALUE or --checkpoint FILE (or both)")
+    what = " ".join(args.sets + ([f"--checkpoint {args.checkpoint}"] if args.checkpoint else []))
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     register_peers()
     records = read_records(args.results)
     records = [r for r in records if not args.system or r["system"] in args.system]
     by_system: dict[str, list[dict]] = defaultdict(list)
     for record in records:
-        result = reevaluate(record, args.sets)
+        result = reevaluate(record, args.sets, args.checkpoint)
         by_system[result["system"]].append(result)
         print(
             "reeval: {config} {system:<6} seed {seed} {eval_overrides}: val IoU {val_iou_plain:.4f}"
@@ -89,7 +109,7 @@ def main() -> None:
         print(
             f"{system}: {len(rows)} runs, mean val IoU {mean['val_iou_plain']:.4f} -> "
             f"{mean['val_iou']:.4f}, mean test IoU {mean['test_iou_plain']:.4f} -> "
-            f"{mean['test_iou']:.4f} with {' '.join(args.sets)}"
+            f"{mean['test_iou']:.4f} with {what}"
         )
 
 

@@ -123,12 +123,22 @@ def model_only_gaps(groups: dict[Key, list[dict]]) -> list[str]:
     return lines
 
 
+def kept_epoch(record: dict) -> float | None:
+    """The epoch of the weights a record scored: a re-evaluated checkpoint's
+    (``quality_reeval.py --checkpoint``), else the run's kept epoch (``kept_epoch``; the
+    best validated one in records older than it)."""
+    for value in ((record.get("checkpoint") or {}).get("epoch"), record.get("kept_epoch")):
+        if value is not None:
+            return value
+    return record.get("best_epoch")
+
+
 def per_seed(groups: dict[Key, list[dict]]) -> None:
     """One row per run, then the mean over the runs of each (config, budget, precision,
     system, settings); ``-`` where a record lacks the value (older or re-evaluated)."""
     print(
         "| config | system | settings | seed | val IoU at the tuned threshold | test IoU "
-        "| epochs | best epoch | threshold |"
+        "| epochs | kept epoch | threshold |"
     )
     print("|---|---|---|---|---|---|---|---|---|")
     for (config, _, _, system, changed), rows in sorted(groups.items()):
@@ -136,7 +146,7 @@ def per_seed(groups: dict[Key, list[dict]]) -> None:
             print(
                 f"| {config} | {system} | {changed} | {r['seed']} "
                 f"| {number(r.get('val_iou'), 4)} | {r['test_iou']:.4f} "
-                f"| {number(r.get('epochs'), 0)} | {number(r.get('best_epoch'), 0)} "
+                f"| {number(r.get('epochs'), 0)} | {number(kept_epoch(r), 0)} "
                 f"| {number(r.get('threshold'), 2)} |"
             )
         print(

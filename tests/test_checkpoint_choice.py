@@ -4,6 +4,7 @@ validation."""
 from __future__ import annotations
 
 import pytest
+import torch
 
 from seglab.runs import Run
 
@@ -56,7 +57,7 @@ def test_each_choice_is_scored_on_the_other_half_at_the_choosing_halfs_threshold
 
 
 def test_a_run_without_every_epochs_weights_is_refused_and_one_with_them_is_scored(
-    choice, tiny_quality_run
+    choice, tiny_quality_run, tmp_path
 ):
     overrides = [
         "data.synthetic.n_images=24",
@@ -82,6 +83,50 @@ def test_a_run_without_every_epochs_weights_is_refused_and_one_with_them_is_scor
     for row in rows:
         assert row["oracle_iou"] >= max(row[f"{rule}_iou"] for rule in choice.RULES)
 
+    # the average of one epoch is that epoch; of two, scored at the other half's threshold
+    assert choice.average_tables(run, 1) == ([3], tables[3])
+    epochs, averaged = choice.average_tables(run, 2)
+    assert epochs == [2, 3] and len(averaged) == 2
+    a_to_b, b_to_a = choice.judge_average(averaged)
+    assert a_to_b["average_iou"] == averaged[1][a_to_b["average_threshold"]]
+    assert b_to_a["average_iou"] == averaged[0][b_to_a["average_threshold"]]
+    # --average beside the earlier records of the same run (one per direction)
+    paired = [
+        {"run": record["run"], "direction": d, "fixed_epoch": 1, "fixed_iou": 0.5}
+        | {"last_epoch": 3, "last_iou": 0.6}
+        for d in ("A>B", "B>A")
+    ]
+    choice.averages([record], 2, paired, tmp_path / "average.jsonl")
+    written = choice.read_records([tmp_path / "average.jsonl"])
+    assert [(r["direction"], r["average_epochs"], r["fixed_iou"]) for r in written] == [
+        ("A>B", [2, 3], 0.5),
+        ("B>A", [2, 3], 0.5),
+    ]
+    assert [r["average_iou"] for r in written] == [a_to_b["average_iou"], b_to_a["average_iou"]]
+    with pytest.raises(SystemExit, match="--paired has no record of .* B>A"):
+        choice.averages([record], 2, paired[:1], None)
+
     choice.epoch_weights(run)[2].unlink()
     with pytest.raises(SystemExit, match="no weights of epoch 2.*every_n_epochs=1"):
         choice.iou_tables(run)
+    with pytest.raises(SystemExit, match="last 2 epochs' weights are not all there"):
+        choice.average_tables(run, 2)
+
+
+def test_the_average_of_states_averages_weights_and_statistics_not_counts(choice):
+    first = {
+        "w": torch.tensor([1.0, 2.0]),
+        "bn.running_var": torch.tensor([1.0]),
+        "n": torch.tensor(3),
+    }
+    second = {
+        "w": torch.tensor([3.0, 6.0]),
+        "bn.running_var": torch.tensor([3.0]),
+        "n": torch.tensor(5),
+    }
+
+    average = choice.average_state([first, second])
+
+    assert torch.equal(average["w"], torch.tensor([2.0, 4.0]))
+    assert torch.equal(average["bn.running_var"], torch.tensor([2.0]))
+    assert torch.equal(average["n"], torch.tensor(5))

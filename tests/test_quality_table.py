@@ -71,3 +71,20 @@ def test_a_seglab_only_model_option_is_compared_with_the_peer_without_it(
         "with `optim.weight_decay=0.05`, it ignores model.*): seglab - smp = +0.0500 test IoU "
         "(goal >= +0.03)"
     ]
+
+
+def test_the_per_seed_table_shows_the_epoch_each_run_kept(bench_module, capsys):
+    table = bench_module("quality_table")
+    best = {**record("seglab", 0, 0.80), "best_epoch": 14}  # an older record: no kept_epoch
+    last = {**record("seglab", 0, 0.81, "train.checkpoint.keep=last"), "best_epoch": 14}
+    last["kept_epoch"] = 20
+    # a run re-evaluated with another checkpoint's weights: that checkpoint's epoch
+    other = {**record("seglab", 0, 0.79, "model.dropout=0.1"), "best_epoch": 14, "kept_epoch": 14}
+    other["checkpoint"] = {"file": "runs/x/checkpoints/epoch_17.ckpt", "epoch": 17}
+    table.per_seed({table.group_key(r): [r] for r in (best, last, other)})
+    rows = [line for line in capsys.readouterr().out.splitlines() if "| 0 |" in line]
+    assert [row.rsplit("|", 4)[1:3] for row in rows] == [
+        [" 20 ", " 14 "],
+        [" 20 ", " 17 "],
+        [" 20 ", " 20 "],
+    ]
