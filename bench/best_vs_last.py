@@ -33,7 +33,7 @@ from seglab.inference.evaluate import foreground_probabilities
 from seglab.inference.predict import Predictor
 from seglab.inference.settings import InferenceSettings
 from seglab.inference.threshold import tune_threshold
-from seglab.models.io import load_model_folder, network_weights
+from seglab.models.io import checkpoint_epoch, load_model_folder, network_weights
 from seglab.runs import Run
 
 LAST = "checkpoints/last.ckpt"
@@ -56,7 +56,7 @@ def val_scores(run: Run, tta: str | None) -> dict:
     model, meta = load_model_folder(run.model_dir, "cpu")
     passes = {"none": "none", "tta": tta or cfg.eval.tta}
     last = torch.load(run.path / LAST, map_location="cpu", weights_only=True)
-    scores: dict = {"epoch_last": last["epoch"] + 1}
+    scores: dict = {"epoch_last": checkpoint_epoch(last)}
     for weights in ("best", "last"):
         if weights == "last":
             model.load_state_dict(network_weights(last))

@@ -36,7 +36,7 @@ from seglab.config import load_config
 from seglab.data.augment import build_augment
 from seglab.data.datasets import train_dataset
 from seglab.data.prepare import prepare_data
-from seglab.models.io import load_model_folder, network_weights
+from seglab.models.io import checkpoint_epoch, load_model_folder, network_weights
 from seglab.runs import Run
 
 
@@ -100,7 +100,7 @@ def main() -> None:
         row = {
             **{k: record[k] for k in ("config", "system", "seed", "run")},
             "overrides": record.get("overrides"),
-            "epoch_last": last["epoch"] + 1,
+            "epoch_last": checkpoint_epoch(last),
             "batches": args.batches,
             "val_iou_last_as_trained": as_trained,
             "val_iou_last_recomputed": recomputed,

@@ -59,7 +59,7 @@ from seglab.inference.evaluate import foreground_probabilities
 from seglab.inference.predict import Predictor
 from seglab.inference.settings import InferenceSettings
 from seglab.inference.threshold import best_grid_threshold, tune_threshold
-from seglab.models.io import load_model_folder, network_weights
+from seglab.models.io import checkpoint_epoch, load_model_folder, network_weights
 from seglab.runs import Run
 
 RULES = ("fixed", "tuned", "last")
@@ -127,8 +127,8 @@ def epoch_weights(run: Run) -> dict[int, Path]:
     found = {}
     for path in sorted(run.checkpoints.glob("epoch_*.ckpt")):
         # mmap: only the epoch is read here, not the weights and the optimiser's state
-        epoch = torch.load(path, map_location="cpu", weights_only=True, mmap=True)["epoch"]
-        found[int(epoch) + 1] = path
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+        found[checkpoint_epoch(checkpoint)] = path
     return found
 
 

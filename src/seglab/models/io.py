@@ -32,6 +32,13 @@ def network_weights(checkpoint: dict[str, Any], prefix: str = "model.") -> dict[
     return {k.removeprefix(prefix): v for k, v in state.items() if k.startswith(prefix)}
 
 
+def checkpoint_epoch(checkpoint: dict[str, Any]) -> int | None:
+    """The epoch a loaded Lightning checkpoint was written in, counted from 1 as in
+    ``history.csv`` (Lightning counts from 0); None if it records none."""
+    epoch = checkpoint.get("epoch")
+    return None if epoch is None else int(epoch) + 1
+
+
 def save_model_folder(folder: str | os.PathLike, model: nn.Module, meta: dict[str, Any]) -> Path:
     """Write weights and ``model.json`` (``meta`` must hold ``model``: the model config)."""
     if "model" not in meta:

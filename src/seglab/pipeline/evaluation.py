@@ -22,7 +22,7 @@ from seglab.inference.predict import Predictor, ProbabilityModel, inference_devi
 from seglab.inference.settings import InferenceSettings
 from seglab.inference.threshold import tune_threshold
 from seglab.models.exported import FORMAT_FILES
-from seglab.models.io import META_FILE, load_model_folder, network_weights
+from seglab.models.io import META_FILE, checkpoint_epoch, load_model_folder, network_weights
 from seglab.pipeline.common import (
     EVALUATIONS_DIR,
     PER_IMAGE_FILE,
@@ -308,8 +308,7 @@ def _load_checkpoint_weights(
             f"({str(err).splitlines()[0][:200]})",
             hint="pass a checkpoint written by this run's training",
         ) from err
-    epoch = saved.get("epoch")
-    return {"file": str(path), "epoch": None if epoch is None else int(epoch) + 1}
+    return {"file": str(path), "epoch": checkpoint_epoch(saved)}
 
 
 def _log_evaluation(metrics: dict[str, Any], target: Path) -> None:
