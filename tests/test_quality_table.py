@@ -2,11 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-from pathlib import Path
-
-SCRIPT = Path(__file__).resolve().parents[1] / "bench" / "quality_table.py"
 
 
 def record(system: str, seed: int, test_iou: float, *sets: str) -> dict:
@@ -25,10 +21,10 @@ def record(system: str, seed: int, test_iou: float, *sets: str) -> dict:
     }
 
 
-def test_settings_split_the_rows_and_gaps_compare_like_with_like(tmp_path, capsys, monkeypatch):
-    spec = importlib.util.spec_from_file_location("quality_table", SCRIPT)
-    table = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(table)
+def test_settings_split_the_rows_and_gaps_compare_like_with_like(
+    bench_module, tmp_path, capsys, monkeypatch
+):
+    table = bench_module("quality_table")
     records = [
         record("seglab", 0, 0.80),
         record("seglab", 1, 0.82),
@@ -49,11 +45,9 @@ def test_settings_split_the_rows_and_gaps_compare_like_with_like(tmp_path, capsy
 
 
 def test_a_seglab_only_model_option_is_compared_with_the_peer_without_it(
-    tmp_path, capsys, monkeypatch
+    bench_module, tmp_path, capsys, monkeypatch
 ):
-    spec = importlib.util.spec_from_file_location("quality_table", SCRIPT)
-    table = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(table)
+    table = bench_module("quality_table")
     records = [
         record("seglab", 0, 0.85, "optim.weight_decay=0.05", "model.dropout=0.1"),
         record("seglab", 0, 0.95, "optim.lr=0.1", "model.dropout=0.1"),
