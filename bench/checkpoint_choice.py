@@ -55,11 +55,12 @@ from quality_table import labelled, settings
 
 from seglab.config import load_config
 from seglab.data.prepare import prepare_data
+from seglab.engine.checkpoint_io import load_state_dict
 from seglab.inference.evaluate import foreground_probabilities
 from seglab.inference.predict import Predictor
 from seglab.inference.settings import InferenceSettings
 from seglab.inference.threshold import best_grid_threshold, tune_threshold
-from seglab.models.io import checkpoint_epoch, load_model_folder, network_weights
+from seglab.models.io import checkpoint_epoch, load_model_folder
 from seglab.runs import Run
 
 RULES = ("fixed", "tuned", "last")
@@ -156,10 +157,6 @@ def halves_scorer(run: Run):
     return score, float(cfg.eval.threshold)
 
 
-def checkpoint_state(path: Path) -> dict[str, torch.Tensor]:
-    return network_weights(torch.load(path, map_location="cpu", weights_only=True))
-
-
 def iou_tables(run: Run) -> tuple[float, dict[int, list[dict[float, float]]]]:
     """(eval.threshold, epoch -> [IoU by threshold on half A, on half B]) for every
     validated epoch of ``run``."""
@@ -172,7 +169,7 @@ def iou_tables(run: Run) -> tuple[float, dict[int, list[dict[float, float]]]]:
                 f"{run.path}: no weights of epoch {epoch}; rerun with "
                 "--set train.checkpoint.every_n_epochs=1"
             )
-        tables[epoch] = score(checkpoint_state(weights[epoch]))
+        tables[epoch] = score(load_state_dict(weights[epoch]))
     return fixed, tables
 
 
@@ -199,7 +196,7 @@ def average_tables(run: Run, count: int) -> tuple[list[int], list[dict[float, fl
             "--set train.checkpoint.every_n_epochs=1"
         )
     score, _ = halves_scorer(run)
-    return epochs, score(average_state([checkpoint_state(weights[e]) for e in epochs]))
+    return epochs, score(average_state([load_state_dict(weights[e]) for e in epochs]))
 
 
 def judge_average(tables: list[dict[float, float]]) -> list[dict]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import os
 from typing import Any
 
 import torch
@@ -24,6 +25,6 @@ class SafeCheckpointIO(TorchCheckpointIO):
         return torch.load(path, map_location=map_location or "cpu", weights_only=True)
 
 
-def load_state_dict(path: str, prefix: str = "model.") -> dict[str, torch.Tensor]:
+def load_state_dict(path: str | os.PathLike, prefix: str = "model.") -> dict[str, torch.Tensor]:
     """The model weights stored in a Lightning checkpoint, without the module prefix."""
     return network_weights(torch.load(path, map_location="cpu", weights_only=True), prefix)
