@@ -33,7 +33,7 @@ from seglab.inference.evaluate import foreground_probabilities
 from seglab.inference.predict import Predictor
 from seglab.inference.settings import InferenceSettings
 from seglab.inference.threshold import tune_threshold
-from seglab.models.io import checkpoint_epoch, load_model_folder, network_weights
+from seglab.models.io import load_model_folder, read_checkpoint
 from seglab.runs import Run
 
 LAST = "checkpoints/last.ckpt"
@@ -55,11 +55,11 @@ def val_scores(run: Run, tta: str | None) -> dict:
     data = prepare_data(cfg, run.read_json("split.json"))
     model, meta = load_model_folder(run.model_dir, "cpu")
     passes = {"none": "none", "tta": tta or cfg.eval.tta}
-    last = torch.load(run.path / LAST, map_location="cpu", weights_only=True)
-    scores: dict = {"epoch_last": checkpoint_epoch(last)}
+    last, epoch_last = read_checkpoint(run.path / LAST)
+    scores: dict = {"epoch_last": epoch_last}
     for weights in ("best", "last"):
         if weights == "last":
-            model.load_state_dict(network_weights(last))
+            model.load_state_dict(last)
         for label, mode in passes.items():
             iou, threshold = tuned_val_iou(model, meta, cfg, data, mode)
             scores[f"val_iou_{weights}_{label}"] = iou

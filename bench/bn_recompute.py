@@ -36,7 +36,7 @@ from seglab.config import load_config
 from seglab.data.augment import build_augment
 from seglab.data.datasets import train_dataset
 from seglab.data.prepare import prepare_data
-from seglab.models.io import checkpoint_epoch, load_model_folder, network_weights
+from seglab.models.io import load_model_folder, read_checkpoint
 from seglab.runs import Run
 
 
@@ -82,8 +82,7 @@ def main() -> None:
         cfg = load_config(run.file("config.yaml"))
         data = prepare_data(cfg, run.read_json("split.json"))
         model, meta = load_model_folder(run.model_dir, "cpu")
-        last = torch.load(run.path / LAST, map_location="cpu", weights_only=True)
-        trained_state = network_weights(last)
+        trained_state, epoch_last = read_checkpoint(run.path / LAST)
         model.load_state_dict(trained_state)
         model.eval()
         as_trained = tuned_val_iou(model, meta, cfg, data, "none")[0]
@@ -100,7 +99,7 @@ def main() -> None:
         row = {
             **{k: record[k] for k in ("config", "system", "seed", "run")},
             "overrides": record.get("overrides"),
-            "epoch_last": checkpoint_epoch(last),
+            "epoch_last": epoch_last,
             "batches": args.batches,
             "val_iou_last_as_trained": as_trained,
             "val_iou_last_recomputed": recomputed,

@@ -55,12 +55,11 @@ from quality_table import labelled, settings
 
 from seglab.config import load_config
 from seglab.data.prepare import prepare_data
-from seglab.engine.checkpoint_io import load_state_dict
 from seglab.inference.evaluate import foreground_probabilities
 from seglab.inference.predict import Predictor
 from seglab.inference.settings import InferenceSettings
 from seglab.inference.threshold import best_grid_threshold, tune_threshold
-from seglab.models.io import checkpoint_epoch, load_model_folder
+from seglab.models.io import checkpoint_epoch, load_model_folder, read_checkpoint
 from seglab.runs import Run
 
 RULES = ("fixed", "tuned", "last")
@@ -169,7 +168,7 @@ def iou_tables(run: Run) -> tuple[float, dict[int, list[dict[float, float]]]]:
                 f"{run.path}: no weights of epoch {epoch}; rerun with "
                 "--set train.checkpoint.every_n_epochs=1"
             )
-        tables[epoch] = score(load_state_dict(weights[epoch]))
+        tables[epoch] = score(read_checkpoint(weights[epoch])[0])
     return fixed, tables
 
 
@@ -196,7 +195,7 @@ def average_tables(run: Run, count: int) -> tuple[list[int], list[dict[float, fl
             "--set train.checkpoint.every_n_epochs=1"
         )
     score, _ = halves_scorer(run)
-    return epochs, score(average_state([load_state_dict(weights[e]) for e in epochs]))
+    return epochs, score(average_state([read_checkpoint(weights[e])[0] for e in epochs]))
 
 
 def judge_average(tables: list[dict[float, float]]) -> list[dict]:

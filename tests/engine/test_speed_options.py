@@ -11,10 +11,10 @@ import torch
 
 from seglab.config import load_config
 from seglab.data.prepare import prepare_data
-from seglab.engine.checkpoint_io import load_state_dict
 from seglab.engine.fit import fit
 from seglab.engine.module import SegModule
 from seglab.errors import SeglabError
+from seglab.models.io import read_checkpoint
 from seglab.models.registry import create_model
 from seglab.runs import Run, read_csv
 
@@ -146,7 +146,7 @@ def test_compiled_training_learns_what_eager_learns_and_saves_plain_weights(
     assert counters["stats"]["unique_graphs"] > 0  # the model really went through dynamo
     _same_learning(rows, eager_history)
     # the checkpoint holds the plain model's names (no torch.compile wrapper prefix)
-    state = load_state_dict(run.checkpoints / "last.ckpt")
+    state, _ = read_checkpoint(run.checkpoints / "last.ckpt")
     plain = create_model(load_config(None, tiny_overrides).model)
     plain.load_state_dict(state)
 

@@ -176,4 +176,8 @@ def test_a_checkpoint_that_is_missing_or_not_one_is_bad_input(run, tmp_path, cap
     torch.save(other, tmp_path / "other.ckpt")
     assert main(["evaluate", str(run), "--checkpoint", str(tmp_path / "other.ckpt")]) == 2
     assert "do not load" in capsys.readouterr().err
+    torch.save(torch.zeros(3), tmp_path / "tensor.ckpt")  # loads safely, but is no checkpoint
+    assert main(["evaluate", str(run), "--checkpoint", str(tmp_path / "tensor.ckpt")]) == 2
+    err = capsys.readouterr().err
+    assert "tensor.ckpt" in err and "holds a Tensor, not a checkpoint" in err
     assert existing(run) == before  # no evaluation folder left behind

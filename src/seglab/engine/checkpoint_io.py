@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import io
-import os
 from typing import Any
 
 import torch
 from lightning.fabric.plugins.io.torch_io import TorchCheckpointIO
 
-from seglab.models.io import network_weights
 from seglab.runs import atomic_write_bytes
 
 
@@ -23,8 +21,3 @@ class SafeCheckpointIO(TorchCheckpointIO):
 
     def load_checkpoint(self, path, map_location=None, weights_only=None) -> dict[str, Any]:  # noqa: ANN001
         return torch.load(path, map_location=map_location or "cpu", weights_only=True)
-
-
-def load_state_dict(path: str | os.PathLike, prefix: str = "model.") -> dict[str, torch.Tensor]:
-    """The model weights stored in a Lightning checkpoint, without the module prefix."""
-    return network_weights(torch.load(path, map_location="cpu", weights_only=True), prefix)

@@ -40,7 +40,7 @@ from seglab.engine.guards import CollapseGuard, NanGuard
 from seglab.engine.module import SegModule
 from seglab.engine.sampling import DataProgress, EpochIndexed, ResumableSampler
 from seglab.engine.stopping import GracefulStop, StopConditions
-from seglab.models.io import checkpoint_epoch, network_weights
+from seglab.models.io import read_checkpoint
 from seglab.models.registry import create_model
 from seglab.runs import RUN_DIR_ENV, Run
 
@@ -209,9 +209,8 @@ def fit(
     kept = run.checkpoints / LAST if ck.keep == "last" else Path(best.best_model_path or "")
     kept_epoch = None
     if kept.is_file():
-        checkpoint = torch.load(kept, map_location="cpu", weights_only=True)
-        model.load_state_dict(network_weights(checkpoint))
-        kept_epoch = checkpoint_epoch(checkpoint)
+        weights, kept_epoch = read_checkpoint(kept)
+        model.load_state_dict(weights)
     stopped = stopped or stops.reason
     if nan_guard.diagnosis:
         stopped = f"non-finite values: {nan_guard.diagnosis}"

@@ -39,6 +39,20 @@ def checkpoint_epoch(checkpoint: dict[str, Any]) -> int | None:
     return None if epoch is None else int(epoch) + 1
 
 
+def read_checkpoint(
+    path: str | os.PathLike, prefix: str = "model."
+) -> tuple[dict[str, torch.Tensor], int | None]:
+    """The network's weights in a Lightning checkpoint file and the epoch (from 1) it was
+    written in, read with ``weights_only=True`` (no code is unpickled).
+
+    Raises ``TypeError`` or ``KeyError`` for a file that holds no training-module checkpoint.
+    """
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    if not isinstance(checkpoint, dict):
+        raise TypeError(f"holds a {type(checkpoint).__name__}, not a checkpoint")
+    return network_weights(checkpoint, prefix), checkpoint_epoch(checkpoint)
+
+
 def save_model_folder(folder: str | os.PathLike, model: nn.Module, meta: dict[str, Any]) -> Path:
     """Write weights and ``model.json`` (``meta`` must hold ``model``: the model config)."""
     if "model" not in meta:

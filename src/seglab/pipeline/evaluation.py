@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from seglab.config import Config, load_config
 from seglab.data.prepare import prepare_data
@@ -22,7 +21,7 @@ from seglab.inference.predict import Predictor, ProbabilityModel, inference_devi
 from seglab.inference.settings import InferenceSettings
 from seglab.inference.threshold import tune_threshold
 from seglab.models.exported import FORMAT_FILES
-from seglab.models.io import META_FILE, checkpoint_epoch, load_model_folder, network_weights
+from seglab.models.io import META_FILE, load_model_folder, read_checkpoint
 from seglab.pipeline.common import (
     EVALUATIONS_DIR,
     PER_IMAGE_FILE,
@@ -300,15 +299,15 @@ def _load_checkpoint_weights(
             hint="evaluate --checkpoint on the run folder that trained it",
         )
     try:
-        saved = torch.load(path, map_location="cpu", weights_only=True)
-        model.load_state_dict(network_weights(dict(saved)))
+        weights, epoch = read_checkpoint(path)
+        model.load_state_dict(weights)
     except (RuntimeError, KeyError, TypeError, EOFError, pickle.UnpicklingError) as err:
         raise SeglabError(
             f"checkpoint {path}: its weights do not load into the run's model "
             f"({str(err).splitlines()[0][:200]})",
             hint="pass a checkpoint written by this run's training",
         ) from err
-    return {"file": str(path), "epoch": checkpoint_epoch(saved)}
+    return {"file": str(path), "epoch": epoch}
 
 
 def _log_evaluation(metrics: dict[str, Any], target: Path) -> None:
