@@ -96,6 +96,57 @@ def test_the_probe_keeps_the_faster_format_and_leaves_model_and_rng_alone(monkey
     assert torch.equal(torch.get_rng_state(), rng)
 
 
+def _fake_steps(monkeypatch, seconds):  # noqa: ANN001
+    """Replace the probe's timer: ``seconds(channels_last, n)`` for the n-th step of a format."""
+    from seglab.engine import memory_format
+
+    calls: list[bool] = []
+
+    def fake_step(net, x, context):  # noqa: ANN001, ARG001
+        nhwc = x.is_contiguous(memory_format=torch.channels_last)
+        calls.append(nhwc)
+        return seconds(nhwc, calls.count(nhwc) - 1)
+
+    monkeypatch.setattr(memory_format, "_step_seconds", fake_step)
+    return memory_format, calls
+
+
+def test_a_few_slow_steps_do_not_flip_the_probe(monkeypatch):
+    # channels-last is 10 % faster, but the machine stalls during its first two timed steps
+    # (after 2 warm-up steps): the median of three steps per format would pick contiguous
+    from contextlib import nullcontext
+
+    def seconds(nhwc, n):  # noqa: ANN001
+        if nhwc and n in (2, 3):
+            return 0.06
+        return 0.018 if nhwc else 0.020
+
+    memory_format, calls = _fake_steps(monkeypatch, seconds)
+    net, images = _dropout_net().train(), torch.randn(2, 2, 8, 8)
+    probe = memory_format.probe_memory_format(net, images, nullcontext)
+    assert probe.channels_last and probe.rounds == 12
+    assert probe.ratio == pytest.approx(0.9)
+    assert "median of 12 rounds" in probe.describe()
+    # the order within a round alternates, so neither format always runs first
+    timed = calls[4:]
+    assert timed[:4] == [False, True, True, False]
+    # three rounds, about what the probe timed before, would keep the slower format
+    calls.clear()
+    short = memory_format.probe_memory_format(net, images, nullcontext, max_rounds=3)
+    assert short.rounds == 3 and not short.channels_last
+
+
+def test_the_probe_stops_after_max_seconds_of_slow_steps(monkeypatch):
+    from contextlib import nullcontext
+
+    memory_format, calls = _fake_steps(monkeypatch, lambda nhwc, n: 1.0 if nhwc else 1.2)
+    net, images = _dropout_net().train(), torch.randn(2, 2, 8, 8)
+    probe = memory_format.probe_memory_format(net, images, nullcontext, max_seconds=5.0)
+    assert probe.rounds == 3 and len(calls) == 2 * (2 + 3)  # 3 rounds hold 6.6 s
+    assert probe.channels_last
+    assert (probe.contiguous_ms, probe.channels_last_ms) == (1200.0, 1000.0)
+
+
 def test_channels_last_must_be_true_false_or_auto():
     assert load_config(None, ["train.channels_last=auto"]).train.channels_last == "auto"
     with pytest.raises(SeglabError, match="channels_last"):

@@ -27,21 +27,32 @@ from torch import nn
 
 @dataclass(frozen=True)
 class FormatProbe:
-    """Median milliseconds of a training step in each format, and the choice."""
+    """What the probe measured, and the choice.
+
+    ``ratio`` is the median over the timed rounds of a round's channels-last step time
+    divided by its contiguous one: below 1, channels-last is faster. The two medians of
+    the step times are for the record.
+    """
 
     contiguous_ms: float
     channels_last_ms: float
+    ratio: float | None = None  # None: derive it from the two medians
+    rounds: int = 0
 
     @property
     def channels_last(self) -> bool:
+        if self.ratio is not None:
+            return self.ratio < 1.0
         return self.channels_last_ms < self.contiguous_ms
 
     def describe(self) -> str:
         chosen = "channels-last" if self.channels_last else "contiguous"
+        rounds = f", median of {self.rounds} rounds" if self.rounds else ""
+        ratio = f"; channels-last/contiguous {self.ratio:.3f}" if self.ratio is not None else ""
         return (
             f"train.channels_last auto: {chosen} (a training step took "
             f"{self.contiguous_ms:.1f} ms contiguous, {self.channels_last_ms:.1f} ms "
-            "channels-last on this machine)"
+            f"channels-last on this machine{rounds}{ratio})"
         )
 
 
@@ -50,19 +61,29 @@ def probe_memory_format(
     images: torch.Tensor,
     context: Callable[[], AbstractContextManager],
     warmup: int = 2,
-    steps: int = 3,
+    min_rounds: int = 3,
+    max_rounds: int = 12,
+    max_seconds: float = 5.0,
 ) -> FormatProbe:
     """Time forward and backward of ``model`` on ``images`` in both memory formats.
 
-    Each format gets its own copy of the model in training mode; after ``warmup`` steps of
-    each (the first builds the kernels), the two alternate for ``steps`` timed steps each,
-    so that a drift in the machine's speed falls on both. The loss is the mean square of
-    the outputs (auxiliary deep-supervision outputs included): what is timed is the
-    network, not a particular loss. ``context`` opens the run's autocast context.
+    Each format gets its own copy of the model in training mode. After ``warmup`` steps of
+    each (the first builds the kernels), rounds of one step in each format follow, the
+    format that goes first alternating, until ``max_rounds`` rounds or, after at least
+    ``min_rounds``, ``max_seconds`` of timed steps. The choice is the median over rounds of
+    the channels-last/contiguous ratio: the two steps of a round are neighbours in time,
+    so a slow spell of the machine (another process, a clock change) falls on both and a
+    spike in a few rounds does not move the median. With the median of three steps per
+    format the probe picked the format 13 % slower in one of three runs of
+    ``configs/lucchi.yaml`` on a 2-core AVX2 CPU (docs/benchmarks.md). The loss is the
+    mean square of the outputs (auxiliary deep-supervision outputs included): what is
+    timed is the network, not a particular loss. ``context`` opens the run's autocast
+    context.
     """
     device = images.device
     devices = [device] if device.type == "cuda" else []
     times: dict[bool, list[float]] = {False: [], True: []}
+    ratios: list[float] = []
     with torch.random.fork_rng(devices=devices):  # dropout in the copies draws numbers
         nets = {}
         inputs = {}
@@ -70,14 +91,26 @@ def probe_memory_format(
             fmt = torch.channels_last if channels_last else torch.contiguous_format
             nets[channels_last] = copy.deepcopy(model).train().to(memory_format=fmt)
             inputs[channels_last] = images.detach().contiguous(memory_format=fmt)
-        for i in range(warmup + steps):
+        for _ in range(warmup):
             for channels_last in (False, True):
-                seconds = _step_seconds(nets[channels_last], inputs[channels_last], context)
-                if i >= warmup:
-                    times[channels_last].append(seconds)
+                _step_seconds(nets[channels_last], inputs[channels_last], context)
+        timed = 0.0
+        for i in range(max_rounds):
+            step = {}
+            for channels_last in (False, True) if i % 2 == 0 else (True, False):
+                step[channels_last] = _step_seconds(
+                    nets[channels_last], inputs[channels_last], context
+                )
+                times[channels_last].append(step[channels_last])
+            ratios.append(step[True] / max(step[False], 1e-12))
+            timed += step[False] + step[True]
+            if i + 1 >= min_rounds and timed >= max_seconds:
+                break
     return FormatProbe(
         contiguous_ms=round(1000 * statistics.median(times[False]), 1),
         channels_last_ms=round(1000 * statistics.median(times[True]), 1),
+        ratio=statistics.median(ratios),
+        rounds=len(ratios),
     )
 
 
