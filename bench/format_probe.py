@@ -35,7 +35,7 @@ import torch
 
 from seglab.config import load_config
 from seglab.engine.memory_format import probe_memory_format
-from seglab.losses.registry import create_loss
+from seglab.engine.module import SegModule
 from seglab.models.registry import create_model
 
 _SPIN = """
@@ -49,12 +49,13 @@ while time.time() < end:
 """
 
 
-def truth_ratio(model, images, masks, loss_fn, rounds: int) -> tuple[float, float, float]:  # noqa: ANN001
+def truth_ratio(model, cfg, images, masks, rounds: int) -> tuple[float, float, float]:  # noqa: ANN001
     """(median channels-last/contiguous ratio, median ms contiguous, channels-last)."""
     nets, opts, inputs = {}, {}, {}
     for cl in (False, True):
         fmt = torch.channels_last if cl else torch.contiguous_format
-        nets[cl] = copy.deepcopy(model).train().to(memory_format=fmt)
+        # the training module: its loss, deep supervision's auxiliary terms included
+        nets[cl] = SegModule(copy.deepcopy(model).to(memory_format=fmt), cfg).train()
         opts[cl] = torch.optim.AdamW(nets[cl].parameters(), 1e-3)
         inputs[cl] = images.contiguous(memory_format=fmt)
     times: dict[bool, list[float]] = {False: [], True: []}
@@ -63,11 +64,8 @@ def truth_ratio(model, images, masks, loss_fn, rounds: int) -> tuple[float, floa
         step = {}
         for cl in (False, True) if i % 2 == 0 else (True, False):
             start = time.perf_counter()
-            out = nets[cl](inputs[cl])
-            aux = getattr(nets[cl], "aux_outputs", None) or []
-            loss = loss_fn(out, masks) + sum(
-                0.5**k * loss_fn(a, masks) for k, a in enumerate(reversed(aux), 1)
-            )
+            module = nets[cl]
+            loss = module.loss_fn(module(inputs[cl]), masks) + module.deep_supervision_loss(masks)
             opts[cl].zero_grad(set_to_none=True)
             loss.backward()
             opts[cl].step()
@@ -101,12 +99,11 @@ def main() -> None:
     size = size if isinstance(size, int) else size[0]
     images = torch.randn(cfg.train.batch_size, cfg.model.in_channels, size, size)
     masks = (torch.rand(cfg.train.batch_size, size, size) > 0.9).long()
-    loss_fn = create_loss(cfg.loss, cfg.model.num_classes, cfg.data.ignore_index)
     print(
         f"{args.config}: {cfg.model.name}, batch {tuple(images.shape)}, float32, "
         f"{torch.get_num_threads()} threads, {platform.processor() or platform.machine()}"
     )
-    ratio, contiguous, channels_last = truth_ratio(model, images, masks, loss_fn, args.truth_rounds)
+    ratio, contiguous, channels_last = truth_ratio(model, cfg, images, masks, args.truth_rounds)
     truth = ratio < 1
     print(
         f"truth over {args.truth_rounds} rounds of real steps: contiguous {contiguous:.1f} ms, "

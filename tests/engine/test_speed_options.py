@@ -165,7 +165,8 @@ def test_auto_training_learns_what_the_default_learns_in_the_format_it_chose(
 
     def probe(model, images, context):  # noqa: ANN001
         chosen.append(images.shape)
-        return FormatProbe(contiguous_ms=2.0, channels_last_ms=1.0 if cl_faster else 3.0)
+        cl_ms = 1.0 if cl_faster else 3.0
+        return FormatProbe(contiguous_ms=2.0, channels_last_ms=cl_ms, ratio=cl_ms / 2.0, rounds=3)
 
     monkeypatch.setattr(module_file, "probe_memory_format", probe)
     cfg = load_config(

@@ -36,23 +36,20 @@ class FormatProbe:
 
     contiguous_ms: float
     channels_last_ms: float
-    ratio: float | None = None  # None: derive it from the two medians
-    rounds: int = 0
+    ratio: float
+    rounds: int
 
     @property
     def channels_last(self) -> bool:
-        if self.ratio is not None:
-            return self.ratio < 1.0
-        return self.channels_last_ms < self.contiguous_ms
+        return self.ratio < 1.0
 
     def describe(self) -> str:
         chosen = "channels-last" if self.channels_last else "contiguous"
-        rounds = f", median of {self.rounds} rounds" if self.rounds else ""
-        ratio = f"; channels-last/contiguous {self.ratio:.3f}" if self.ratio is not None else ""
         return (
             f"train.channels_last auto: {chosen} (a training step took "
             f"{self.contiguous_ms:.1f} ms contiguous, {self.channels_last_ms:.1f} ms "
-            f"channels-last on this machine{rounds}{ratio})"
+            f"channels-last on this machine, median of {self.rounds} rounds; "
+            f"channels-last/contiguous {self.ratio:.3f})"
         )
 
 
