@@ -25,6 +25,7 @@ the mean and spread per config and system.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import platform
@@ -40,7 +41,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from seglab import pipeline
-from seglab.config import ModelConfig, load_config
+from seglab.config import Config, ModelConfig, load_config
 from seglab.models import registry
 from seglab.runs import read_json
 
@@ -112,6 +113,25 @@ def budget_label(time_budget: str | None, epochs: int) -> str:
     return time_budget if time_budget is not None else f"{epochs} epochs"
 
 
+def pipeline_fingerprint(cfg: Config) -> str:
+    """12 hex digits of SHA-256 over the resolved config, less what does not make one
+    pipeline differ from another: the network (``model``: a peer builds its own and ignores
+    ``model.*``), the training seed, the run's ``name``, ``data.root`` (where the data lies
+    on this machine; the record's ``config`` names the dataset) and ``train.progress``.
+    Runs with one fingerprint read the same data, split, patches and augmentation, and
+    share the loss, optimiser, schedule, training and evaluation settings, however
+    ``--set`` and the config file spelled them: ``quality_table.py`` compares seglab with a
+    peer by it where their settings labels differ, and says where one row averages runs of
+    several."""
+    settings = cfg.model_dump(mode="json")
+    for key in ("model", "seed", "name"):
+        settings.pop(key)
+    settings["data"].pop("root")
+    settings["train"].pop("progress")
+    text = json.dumps(settings, sort_keys=True)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
 def one_run(config: str, overrides: list[str], runs_dir: Path, system: str) -> dict:
     cfg = load_config(config, overrides)
     on_gpu = cfg.train.accelerator != "cpu" and torch.cuda.is_available()
@@ -135,6 +155,7 @@ def one_run(config: str, overrides: list[str], runs_dir: Path, system: str) -> d
         "precision": summary.get("precision", cfg.train.precision),  # auto resolved
         "channels_last": summary.get("channels_last", cfg.train.channels_last),  # auto resolved
         "overrides": [o for o in overrides if not o.startswith(("seed=", "train.time_budget="))],
+        "pipeline": pipeline_fingerprint(cfg),  # all but the network, resolved
         "epochs": summary["epochs_run"],
         "steps": steps,
         "images_seen": images,

@@ -8,7 +8,9 @@ the system's name): the number of runs, test IoU and Dice
 image IoU, the epochs trained, the seconds of training loop and the machine's reference
 step (``reference_step_ms``, "-" in records made before the harness measured it: a machine
 x % slower trains about x % fewer steps in a budget); then seglab's IoU minus each peer's
-with the same settings.
+with the same settings, or the same pipeline (``gap_pairs``: records since 2026-12 carry a
+fingerprint of their resolved settings less the network), and a note for any row that
+averages runs of different pipelines.
 (Epochs, not steps: before last.ckpt followed every epoch, a record's ``steps`` counted
 only up to the last epoch that improved the validation IoU.)
 
@@ -101,24 +103,60 @@ def without_model(changed: str) -> str:
     return ", ".join(kept) or "-"
 
 
-def model_only_gaps(groups: dict[Key, list[dict]]) -> list[str]:
-    """Gaps of seglab runs whose settings no peer run shares, against the peer runs that
-    differ from them only in ``model.*`` overrides: the peers build their own network
-    and ignore those, so the peer's runs stand for the same pipeline."""
-    lines = []
-    for (config, budget, precision, system, changed), ours in sorted(groups.items()):
-        where = (config, budget, precision)
-        if system != "seglab" or any(
-            k[:3] == where and k[3] != "seglab" and k[4] == changed for k in groups
-        ):
+def fingerprint(rows: list[dict]) -> str | None:
+    """The one pipeline fingerprint (``pipeline``, bench/quality.py) that all ``rows``
+    carry; None where one lacks it (older records, re-evaluations) or they differ."""
+    prints = {r.get("pipeline") for r in rows}
+    return prints.pop() if len(prints) == 1 else None
+
+
+Pair = tuple[Key, Key, str]  # seglab's group, a peer's group, how the gap line names them
+
+
+def gap_pairs(groups: dict[Key, list[dict]]) -> list[Pair]:
+    """Which seglab rows to compare with which peer rows, in three ways:
+
+    - the same settings;
+    - seglab settings no peer run shares, against peer runs that differ from them only
+      in ``model.*`` overrides: the peers build their own network and ignore those, so the
+      peer's runs stand for the same pipeline;
+    - otherwise, rows whose runs all carry one pipeline fingerprint (records since it was
+      added): the same resolved settings under different labels, e.g. a seglab run that
+      ``--set`` what the config that the peer ran with says by itself.
+    """
+    pairs: list[Pair] = []
+    for ours, theirs in ((o, t) for o in sorted(groups) for t in sorted(groups)):
+        where, system, changed = ours[:3], ours[3], ours[4]
+        if system != "seglab" or theirs[:3] != where or theirs[3] == "seglab":
             continue
-        for key, rows in sorted(groups.items()):
-            if key[:3] != where or key[3] == "seglab" or key[4] != without_model(changed):
-                continue
+        shared = any(k[:3] == where and k[3] != "seglab" and k[4] == changed for k in groups)
+        pipeline, peer_pipeline = fingerprint(groups[ours]), fingerprint(groups[theirs])
+        if theirs[4] == changed:
+            named = "" if changed == "-" else f" ({changed})"
+            if None not in (pipeline, peer_pipeline) and pipeline != peer_pipeline:
+                named += f" [not one pipeline: seglab {pipeline}, {theirs[3]} {peer_pipeline}]"
+        elif not shared and theirs[4] == without_model(changed):
+            named = f" ({changed}; {theirs[3]} as run with {theirs[4]}, it ignores model.*)"
+        elif pipeline is not None and peer_pipeline == pipeline:
+            named = (
+                f" (seglab with {changed}, {theirs[3]} with {theirs[4]}: one pipeline, {pipeline})"
+            )
+        else:
+            continue
+        pairs.append((ours, theirs, place(*where) + named))
+    return pairs
+
+
+def mixed_pipelines(groups: dict[Key, list[dict]]) -> list[str]:
+    """A warning for each row that averages runs of more than one pipeline fingerprint
+    (the same config name and settings, but e.g. the config file changed between them)."""
+    lines = []
+    for key, rows in sorted(groups.items()):
+        prints = sorted({r["pipeline"] for r in rows if r.get("pipeline")})
+        if len(prints) > 1:
             lines.append(
-                f"{place(*where)} ({changed}; {key[3]} as run with {key[4]}, it ignores "
-                f"model.*): seglab - {key[3]} = {iou_gap(ours, rows):+.4f} test IoU "
-                "(goal >= +0.03)"
+                f"note: {place(*key[:3])} {labelled(key[3], key[4])} averages runs of "
+                f"{len(prints)} pipelines ({', '.join(prints)}): split the files to compare them"
             )
     return lines
 
@@ -182,14 +220,10 @@ def main() -> None:
             f"| {reference(rows)} |"
         )
     print()
-    for (config, budget, precision, system, changed), rows in sorted(groups.items()):
-        ours = groups.get((config, budget, precision, "seglab", changed))
-        if system == "seglab" or not ours:
-            continue
-        where = place(config, budget, precision) + ("" if changed == "-" else f" ({changed})")
-        gap = iou_gap(ours, rows)
-        print(f"{where}: seglab - {system} = {gap:+.4f} test IoU (goal >= +0.03)")
-    for line in model_only_gaps(groups):
+    for ours, theirs, named in gap_pairs(groups):
+        gap = iou_gap(groups[ours], groups[theirs])
+        print(f"{named}: seglab - {theirs[3]} = {gap:+.4f} test IoU (goal >= +0.03)")
+    for line in mixed_pipelines(groups):
         print(line)
     if args.seeds:
         print()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from seglab.config import load_config
+
 
 @pytest.fixture
 def quality(bench_module):
@@ -31,5 +33,27 @@ def test_budget_null_trains_the_config_epochs_and_repeats_exactly(tiny_quality_r
     assert first["epochs"] == 2
     assert "budget" not in first["stopped_because"]
     assert first["overrides"] == [o for o in overrides if not o.startswith(("seed=", "train.time"))]
-    for key in ("steps", "best_epoch", "val_iou", "threshold", "test_iou", "test_dice"):
+    for key in ("steps", "best_epoch", "val_iou", "threshold", "test_iou", "test_dice", "pipeline"):
         assert first[key] == second[key], key
+
+
+def test_the_pipeline_fingerprint_ignores_spelling_and_the_network_only(quality, tmp_path):
+    in_file = tmp_path / "in_file.yaml"
+    in_file.write_text("name: a\ntrain:\n  channels_last: auto\n", encoding="utf-8")
+    plain = tmp_path / "plain.yaml"
+    plain.write_text("name: b\n", encoding="utf-8")
+
+    def fingerprint(path, *sets: str) -> str:
+        return quality.pipeline_fingerprint(load_config(str(path), list(sets)))
+
+    committed = fingerprint(in_file)
+    # the same setting from --set, another seed, network, data root or progress bar
+    assert fingerprint(plain, "train.channels_last=auto") == committed
+    assert fingerprint(in_file, "seed=4", "train.progress=false") == committed
+    assert fingerprint(in_file, "model.name=res_unet", "model.dropout=0.1") == committed
+    folder = fingerprint(in_file, "data.source=folder", f"data.root={tmp_path}")
+    assert folder == fingerprint(in_file, "data.source=folder", f"data.root={tmp_path / 'b'}")
+    assert folder != committed  # another data source
+    # anything else that trains or evaluates differently is another pipeline
+    for other in ("optim.lr=0.1", "data.split.seed=7", "eval.tta=flips", "train.epochs=3"):
+        assert fingerprint(in_file, other) != committed, other

@@ -82,3 +82,70 @@ def test_the_per_seed_table_shows_the_epoch_each_run_kept(bench_module, capsys):
         [" 20 ", " 17 "],
         [" 20 ", " 20 "],
     ]
+
+
+def test_rows_of_one_pipeline_are_compared_across_settings_labels(
+    bench_module, tmp_path, capsys, monkeypatch
+):
+    table = bench_module("quality_table")
+    records = [
+        # seglab --set what the config the peer ran with already said by itself
+        {**record("seglab", 0, 0.66, "train.channels_last=auto"), "pipeline": "aaa"},
+        {**record("seglab", 1, 0.68, "train.channels_last=auto"), "pipeline": "aaa"},
+        {**record("smp", 0, 0.60), "pipeline": "aaa"},
+        {**record("smp", 1, 0.62), "pipeline": "aaa"},
+        # another pipeline under other labels: no gap line with either
+        {**record("monai", 0, 0.50, "optim.lr=0.1"), "pipeline": "bbb"},
+        # an older record without a fingerprint: no gap line either
+        record("monai", 0, 0.40, "optim.lr=0.2"),
+    ]
+    path = tmp_path / "runs.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    monkeypatch.setattr("sys.argv", ["quality_table.py", str(path)])
+    table.main()
+    gaps = [line for line in capsys.readouterr().out.splitlines() if "seglab - " in line]
+    assert gaps == [
+        "lucchi 10m bf16-mixed (seglab with `train.channels_last=auto`, smp with -: one "
+        "pipeline, aaa): seglab - smp = +0.0600 test IoU (goal >= +0.03)"
+    ]
+
+
+def test_one_label_over_different_pipelines_is_flagged(bench_module, tmp_path, capsys, monkeypatch):
+    table = bench_module("quality_table")
+    records = [
+        {**record("seglab", 0, 0.80), "pipeline": "aaa"},
+        {**record("seglab", 1, 0.90), "pipeline": "ccc"},  # e.g. the config file changed
+        {**record("smp", 0, 0.70), "pipeline": "aaa"},
+        {**record("monai", 0, 0.60), "pipeline": "aaa"},
+        {**record("monai", 1, 0.60), "pipeline": "aaa"},
+    ]
+    path = tmp_path / "runs.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    monkeypatch.setattr("sys.argv", ["quality_table.py", str(path)])
+    table.main()
+    out = capsys.readouterr().out.splitlines()
+    assert [line for line in out if line.startswith("note:")] == [
+        "note: lucchi 10m bf16-mixed seglab averages runs of 2 pipelines (aaa, ccc): split the "
+        "files to compare them"
+    ]
+    # the gap is still printed (same labels), but not as one pipeline
+    assert "lucchi 10m bf16-mixed: seglab - smp = +0.1500 test IoU (goal >= +0.03)" in out
+
+
+def test_a_same_label_gap_over_two_known_pipelines_says_so(
+    bench_module, tmp_path, capsys, monkeypatch
+):
+    table = bench_module("quality_table")
+    records = [
+        {**record("seglab", 0, 0.80), "pipeline": "aaa"},
+        {**record("smp", 0, 0.70), "pipeline": "bbb"},
+    ]
+    path = tmp_path / "runs.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    monkeypatch.setattr("sys.argv", ["quality_table.py", str(path)])
+    table.main()
+    gaps = [line for line in capsys.readouterr().out.splitlines() if "seglab - " in line]
+    assert gaps == [
+        "lucchi 10m bf16-mixed [not one pipeline: seglab aaa, smp bbb]: seglab - smp = "
+        "+0.1000 test IoU (goal >= +0.03)"
+    ]
