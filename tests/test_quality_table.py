@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 
 def record(system: str, seed: int, test_iou: float, *sets: str) -> dict:
     return {
@@ -21,10 +23,23 @@ def record(system: str, seed: int, test_iou: float, *sets: str) -> dict:
     }
 
 
-def test_settings_split_the_rows_and_gaps_compare_like_with_like(
-    bench_module, tmp_path, capsys, monkeypatch
-):
+@pytest.fixture
+def table_lines(bench_module, tmp_path, capsys, monkeypatch):
+    """``table_lines(records)``: the lines bench/quality_table.py prints for a results file
+    holding ``records``."""
     table = bench_module("quality_table")
+
+    def run(records: list[dict]) -> list[str]:
+        path = tmp_path / "runs.jsonl"
+        path.write_text("".join(json.dumps(r) + "\n" for r in records))
+        monkeypatch.setattr("sys.argv", ["quality_table.py", str(path)])
+        table.main()
+        return capsys.readouterr().out.splitlines()
+
+    return run
+
+
+def test_settings_split_the_rows_and_gaps_compare_like_with_like(table_lines):
     records = [
         record("seglab", 0, 0.80),
         record("seglab", 1, 0.82),
@@ -33,32 +48,21 @@ def test_settings_split_the_rows_and_gaps_compare_like_with_like(
         record("smp", 1, 0.72),
         record("smp", 0, 0.60, "model.name=res_unet"),
     ]
-    path = tmp_path / "runs.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in records))
-    monkeypatch.setattr("sys.argv", ["quality_table.py", str(path)])
-    table.main()
-    out = capsys.readouterr().out
+    out = "\n".join(table_lines(records))
     assert "| seglab | 2 | 0.8100 ± 0.0141 |" in out
     assert "| seglab, `model.name=res_unet` | 1 | 0.9000 (one run) |" in out
     assert "lucchi 10m bf16-mixed: seglab - smp = +0.1000" in out
     assert "lucchi 10m bf16-mixed (`model.name=res_unet`): seglab - smp = +0.3000" in out
 
 
-def test_a_seglab_only_model_option_is_compared_with_the_peer_without_it(
-    bench_module, tmp_path, capsys, monkeypatch
-):
-    table = bench_module("quality_table")
+def test_a_seglab_only_model_option_is_compared_with_the_peer_without_it(table_lines):
     records = [
         record("seglab", 0, 0.85, "optim.weight_decay=0.05", "model.dropout=0.1"),
         record("seglab", 0, 0.95, "optim.lr=0.1", "model.dropout=0.1"),
         record("smp", 0, 0.80, "optim.weight_decay=0.05"),
         record("smp", 0, 0.50),
     ]
-    path = tmp_path / "runs.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in records))
-    monkeypatch.setattr("sys.argv", ["quality_table.py", str(path)])
-    table.main()
-    gaps = [line for line in capsys.readouterr().out.splitlines() if "seglab - smp" in line]
+    gaps = [line for line in table_lines(records) if "seglab - smp" in line]
     # only the peer run with the same non-model settings; none for optim.lr=0.1
     assert gaps == [
         "lucchi 10m bf16-mixed (`optim.weight_decay=0.05`, `model.dropout=0.1`; smp as run "
@@ -84,10 +88,7 @@ def test_the_per_seed_table_shows_the_epoch_each_run_kept(bench_module, capsys):
     ]
 
 
-def test_rows_of_one_pipeline_are_compared_across_settings_labels(
-    bench_module, tmp_path, capsys, monkeypatch
-):
-    table = bench_module("quality_table")
+def test_rows_of_one_pipeline_are_compared_across_settings_labels(table_lines):
     records = [
         # seglab --set what the config the peer ran with already said by itself
         {**record("seglab", 0, 0.66, "train.channels_last=auto"), "pipeline": "aaa"},
@@ -99,19 +100,14 @@ def test_rows_of_one_pipeline_are_compared_across_settings_labels(
         # an older record without a fingerprint: no gap line either
         record("monai", 0, 0.40, "optim.lr=0.2"),
     ]
-    path = tmp_path / "runs.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in records))
-    monkeypatch.setattr("sys.argv", ["quality_table.py", str(path)])
-    table.main()
-    gaps = [line for line in capsys.readouterr().out.splitlines() if "seglab - " in line]
+    gaps = [line for line in table_lines(records) if "seglab - " in line]
     assert gaps == [
         "lucchi 10m bf16-mixed (seglab with `train.channels_last=auto`, smp with -: one "
         "pipeline, aaa): seglab - smp = +0.0600 test IoU (goal >= +0.03)"
     ]
 
 
-def test_one_label_over_different_pipelines_is_flagged(bench_module, tmp_path, capsys, monkeypatch):
-    table = bench_module("quality_table")
+def test_one_label_over_different_pipelines_is_flagged(table_lines):
     records = [
         {**record("seglab", 0, 0.80), "pipeline": "aaa"},
         {**record("seglab", 1, 0.90), "pipeline": "ccc"},  # e.g. the config file changed
@@ -119,11 +115,7 @@ def test_one_label_over_different_pipelines_is_flagged(bench_module, tmp_path, c
         {**record("monai", 0, 0.60), "pipeline": "aaa"},
         {**record("monai", 1, 0.60), "pipeline": "aaa"},
     ]
-    path = tmp_path / "runs.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in records))
-    monkeypatch.setattr("sys.argv", ["quality_table.py", str(path)])
-    table.main()
-    out = capsys.readouterr().out.splitlines()
+    out = table_lines(records)
     assert [line for line in out if line.startswith("note:")] == [
         "note: lucchi 10m bf16-mixed seglab averages runs of 2 pipelines (aaa, ccc): split the "
         "files to compare them"
@@ -132,19 +124,12 @@ def test_one_label_over_different_pipelines_is_flagged(bench_module, tmp_path, c
     assert "lucchi 10m bf16-mixed: seglab - smp = +0.1500 test IoU (goal >= +0.03)" in out
 
 
-def test_a_same_label_gap_over_two_known_pipelines_says_so(
-    bench_module, tmp_path, capsys, monkeypatch
-):
-    table = bench_module("quality_table")
+def test_a_same_label_gap_over_two_known_pipelines_says_so(table_lines):
     records = [
         {**record("seglab", 0, 0.80), "pipeline": "aaa"},
         {**record("smp", 0, 0.70), "pipeline": "bbb"},
     ]
-    path = tmp_path / "runs.jsonl"
-    path.write_text("".join(json.dumps(r) + "\n" for r in records))
-    monkeypatch.setattr("sys.argv", ["quality_table.py", str(path)])
-    table.main()
-    gaps = [line for line in capsys.readouterr().out.splitlines() if "seglab - " in line]
+    gaps = [line for line in table_lines(records) if "seglab - " in line]
     assert gaps == [
         "lucchi 10m bf16-mixed [not one pipeline: seglab aaa, smp bbb]: seglab - smp = "
         "+0.1000 test IoU (goal >= +0.03)"
