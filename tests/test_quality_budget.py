@@ -37,7 +37,7 @@ def test_budget_null_trains_the_config_epochs_and_repeats_exactly(tiny_quality_r
         assert first[key] == second[key], key
 
 
-def test_the_pipeline_fingerprint_ignores_spelling_and_the_network_only(quality, tmp_path):
+def test_the_pipeline_fingerprint_follows_what_trains_not_its_spelling(quality, tmp_path):
     in_file = tmp_path / "in_file.yaml"
     in_file.write_text("name: a\ntrain:\n  channels_last: auto\n", encoding="utf-8")
     plain = tmp_path / "plain.yaml"
