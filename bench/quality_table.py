@@ -125,25 +125,25 @@ def gap_pairs(groups: dict[Key, list[dict]]) -> list[Pair]:
       ``--set`` what the config that the peer ran with says by itself.
     """
     pairs: list[Pair] = []
-    for ours, theirs in ((o, t) for o in sorted(groups) for t in sorted(groups)):
-        where, system, changed = ours[:3], ours[3], ours[4]
-        if system != "seglab" or theirs[:3] != where or theirs[3] == "seglab":
-            continue
-        shared = any(k[:3] == where and k[3] != "seglab" and k[4] == changed for k in groups)
-        pipeline, peer_pipeline = fingerprint(groups[ours]), fingerprint(groups[theirs])
-        if theirs[4] == changed:
-            named = "" if changed == "-" else f" ({changed})"
-            if None not in (pipeline, peer_pipeline) and pipeline != peer_pipeline:
-                named += f" [not one pipeline: seglab {pipeline}, {theirs[3]} {peer_pipeline}]"
-        elif not shared and theirs[4] == without_model(changed):
-            named = f" ({changed}; {theirs[3]} as run with {theirs[4]}, it ignores model.*)"
-        elif pipeline is not None and peer_pipeline == pipeline:
-            named = (
-                f" (seglab with {changed}, {theirs[3]} with {theirs[4]}: one pipeline, {pipeline})"
-            )
-        else:
-            continue
-        pairs.append((ours, theirs, place(*where) + named))
+    for ours in sorted(k for k in groups if k[3] == "seglab"):
+        where, changed = ours[:3], ours[4]
+        peers = sorted(k for k in groups if k[:3] == where and k[3] != "seglab")
+        shared = any(k[4] == changed for k in peers)
+        pipeline = fingerprint(groups[ours])
+        for theirs in peers:
+            peer_pipeline = fingerprint(groups[theirs])
+            if theirs[4] == changed:
+                named = "" if changed == "-" else f" ({changed})"
+                if None not in (pipeline, peer_pipeline) and pipeline != peer_pipeline:
+                    named += f" [not one pipeline: seglab {pipeline}, {theirs[3]} {peer_pipeline}]"
+            elif not shared and theirs[4] == without_model(changed):
+                named = f" ({changed}; {theirs[3]} as run with {theirs[4]}, it ignores model.*)"
+            elif pipeline is not None and peer_pipeline == pipeline:
+                named = f" (seglab with {changed}, {theirs[3]} with {theirs[4]}: one pipeline, "
+                named += f"{pipeline})"
+            else:
+                continue
+            pairs.append((ours, theirs, place(*where) + named))
     return pairs
 
 
