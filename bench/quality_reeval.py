@@ -16,6 +16,10 @@ else in training, so those records carry that override. The validation IoU of th
 epoch is then no judge against the best epoch's, which was chosen on the same slices
 (``bench/checkpoint_choice.py`` judges the choice on halves of validation).
 
+Each record's ``pipeline`` is the fingerprint (``quality.pipeline_fingerprint``) of the
+run's stored config with the new settings: that of a run trained and evaluated with them,
+which ``quality_table.py`` pairs it with.
+
 The run folders must still exist (``bench/quality.py --runs-dir``).
 """
 
@@ -28,10 +32,17 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from quality import append_record, read_records, register_peers, tuned_val_iou
+from quality import (
+    append_record,
+    pipeline_fingerprint,
+    read_records,
+    register_peers,
+    tuned_val_iou,
+)
 
 from seglab import pipeline
-from seglab.runs import METRICS_FILE, read_json
+from seglab.config import load_config
+from seglab.runs import CONFIG_FILE, METRICS_FILE, read_json
 
 
 def val_iou_at_chosen(metrics: dict) -> float:
@@ -53,13 +64,17 @@ def reevaluate(record: dict, sets: list[str], checkpoint: str | None = None) -> 
     start = time.perf_counter()
     metrics = pipeline.evaluate_run(run, overrides=sets, checkpoint=checkpoint).metrics
     overrides = list(record.get("overrides", []))
-    if checkpoint in KEEP_SETTING and KEEP_SETTING[checkpoint] not in overrides:
-        overrides.append(KEEP_SETTING[checkpoint])
+    keep = [KEEP_SETTING[checkpoint]] if checkpoint in KEEP_SETTING else []
+    overrides += [k for k in keep if k not in overrides]
+    # the run's resolved config with the new eval settings (and the keep setting): the
+    # fingerprint of a run trained that way, so the table pairs this record with such runs
+    as_if_trained = load_config(run / CONFIG_FILE, [*sets, *keep])
     return {
         **{k: record[k] for k in ("config", "system", "seed", "budget", "precision", "run")},
         # of the training
         **{k: record.get(k) for k in ("epochs", "fit_s", "best_epoch", "reference_step_ms")},
         "overrides": overrides,
+        "pipeline": pipeline_fingerprint(as_if_trained),
         "eval_overrides": sets,
         **({"checkpoint": metrics["checkpoint"]} if checkpoint else {}),
         "val_iou": val_iou_at_chosen(metrics),

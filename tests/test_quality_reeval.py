@@ -19,3 +19,21 @@ def test_reevaluating_the_last_checkpoint_is_a_keep_last_record(bench_module, ti
     assert result["test_iou_plain"] == pytest.approx(record["test_iou"])
     assert result["test_iou"] == pytest.approx(record["test_iou"])  # the same weights
     assert result["threshold"] == record["threshold"]
+
+
+def test_a_reevaluation_carries_the_fingerprint_of_a_run_trained_with_its_settings(
+    bench_module, tiny_quality_run
+):
+    reeval = bench_module("quality_reeval")
+    plain = tiny_quality_run("name: tiny\neval:\n  tta: none\n", ["train.epochs=1"], "a")
+    trained_so = tiny_quality_run("name: tiny\neval:\n  tta: flips\n", ["train.epochs=1"], "b")
+    kept_last = tiny_quality_run(
+        "name: tiny\neval:\n  tta: none\n", ["train.epochs=1", "train.checkpoint.keep=last"], "c"
+    )
+
+    flips = reeval.reevaluate(plain, ["eval.tta=flips"])
+    last = reeval.reevaluate(plain, [], "last.ckpt")
+
+    # quality_table.py pairs a re-evaluation with runs that trained and evaluated that way
+    assert flips["pipeline"] == trained_so["pipeline"] != plain["pipeline"]
+    assert last["pipeline"] == kept_last["pipeline"] != plain["pipeline"]
