@@ -24,7 +24,8 @@ from collections import defaultdict
 from pathlib import Path
 
 import torch
-from quality import append_record, read_records, register_peers
+from bench_cli import guarded, read_records
+from quality import append_record, register_peers
 from quality_table import labelled, settings
 
 from seglab.config import load_config
@@ -116,4 +117,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    guarded(main)

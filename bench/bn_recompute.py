@@ -27,8 +27,9 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from bench_cli import guarded, read_records
 from best_vs_last import LAST, tuned_val_iou
-from quality import append_record, read_records, register_peers
+from quality import append_record, register_peers
 from torch import nn
 from torch.utils.data import DataLoader
 
@@ -126,4 +127,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    guarded(main)

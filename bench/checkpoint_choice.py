@@ -50,7 +50,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from quality import append_record, read_records, register_peers
+from bench_cli import guarded, read_records
+from quality import append_record, register_peers
 from quality_table import labelled, settings
 
 from seglab.config import load_config
@@ -379,4 +380,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    guarded(main)

@@ -18,6 +18,7 @@ import sys
 import time
 
 import torch
+from bench_cli import guarded
 from torch.utils.data import DataLoader
 
 from seglab.config import load_config
@@ -97,4 +98,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    guarded(main)

@@ -19,6 +19,7 @@ import statistics
 import time
 
 import torch
+from bench_cli import guarded
 from torch.optim.swa_utils import AveragedModel, get_ema_avg_fn, get_ema_multi_avg_fn
 
 from seglab.config import ModelConfig
@@ -70,4 +71,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    guarded(main)

@@ -19,6 +19,7 @@ import tempfile
 import time
 
 import torch
+from bench_cli import guarded
 from torch.utils.data import DataLoader
 
 from seglab.config import load_config
@@ -116,4 +117,4 @@ def _rounded(runs: list[list[float]]) -> list[list[float]]:
 
 
 if __name__ == "__main__":
-    main()
+    guarded(main)

@@ -32,6 +32,7 @@ import time
 from contextlib import nullcontext
 
 import torch
+from bench_cli import guarded
 
 from seglab.config import load_config
 from seglab.engine.memory_format import probe_memory_format
@@ -140,4 +141,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    guarded(main)

@@ -25,7 +25,8 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-from quality import read_records, register_peers
+from bench_cli import guarded, read_records
+from quality import register_peers
 
 from seglab.config import load_config
 from seglab.data.prepare import prepare_data
@@ -112,4 +113,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    guarded(main)

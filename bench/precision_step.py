@@ -26,6 +26,7 @@ import statistics
 import time
 
 import torch
+from bench_cli import guarded
 from torch.nn import functional as F
 
 from seglab.config import ModelConfig
@@ -144,4 +145,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    guarded(main)

@@ -36,6 +36,7 @@ import time
 from pathlib import Path
 
 import torch
+from bench_cli import guarded
 from precision_step import train_step_s
 from torch import nn
 from torch.nn import functional as F
@@ -187,13 +188,6 @@ def append_record(out: Path, record: dict) -> None:
         fh.write(json.dumps(record) + "\n")
 
 
-def read_records(paths: list[Path]) -> list[dict]:
-    """The records of ``append_record``'s JSON-lines files, in file and line order."""
-    return [
-        json.loads(line) for path in paths for line in path.read_text().splitlines() if line.strip()
-    ]
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("config")
@@ -213,7 +207,8 @@ def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
     register_peers()
-    split_seed = load_config(args.config, args.sets).seed  # one split for every run
+    # one split for every run; the budget is checked here, before any run
+    split_seed = load_config(args.config, [*args.sets, f"train.time_budget={args.budget}"]).seed
     systems = ([] if args.no_seglab else [("seglab", [])]) + [
         (peer, [f"model.name={PEERS[peer]}"]) for peer in args.peer
     ]
@@ -246,4 +241,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    guarded(main)

@@ -32,10 +32,10 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
+from bench_cli import guarded, read_records
 from quality import (
     append_record,
     pipeline_fingerprint,
-    read_records,
     register_peers,
     tuned_val_iou,
 )
@@ -129,4 +129,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    guarded(main)

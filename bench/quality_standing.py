@@ -19,12 +19,13 @@ like with like.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
-import sys
 from pathlib import Path
 
 import yaml
+from bench_cli import guarded, read_records
+
+from seglab.errors import SeglabError
 
 RESULTS = Path(__file__).resolve().parent / "results"
 MANIFEST = Path(__file__).resolve().parent / "standing.yaml"
@@ -34,7 +35,7 @@ ROW_KEYS = {"cpu", "dataset", "config", "section", "files"}
 GOAL = 0.03
 
 
-class StandingError(ValueError):
+class StandingError(SeglabError):
     """A manifest or results file that cannot give an honest row."""
 
 
@@ -42,16 +43,7 @@ def load_records(name: str, system: str, where: str) -> list[dict]:
     path = RESULTS / name
     if not path.is_file():
         raise StandingError(f"{where}: no results file {path}; name a file in bench/results")
-    records = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as error:
-            raise StandingError(f"{path}:{number}: not a JSON record ({error.msg})") from None
-        if record.get("system") == system:
-            records.append(record)
+    records = [r for r in read_records([path]) if r.get("system") == system]
     if not records:
         raise StandingError(f"{where}: {path.name} holds no {system} run; name the file with them")
     return records
@@ -170,11 +162,7 @@ def main() -> None:
         "--sources", action="store_true", help="also the section and files of each row"
     )
     args = parser.parse_args()
-    try:
-        rows = standing(args.manifest)
-    except StandingError as error:
-        print(f"error: {error}", file=sys.stderr)
-        raise SystemExit(2) from None
+    rows = standing(args.manifest)
     lines = table(rows)
     if args.sources:
         lines += ["", *sources(rows)]
@@ -182,4 +170,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    guarded(main)

@@ -23,10 +23,11 @@ over the runs of each setting.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import statistics
 from collections import defaultdict
+
+from bench_cli import guarded, read_records
 
 
 def spread(values: list[float]) -> str:
@@ -199,12 +200,8 @@ def main() -> None:
     parser.add_argument("--seeds", action="store_true", help="also one row per run")
     args = parser.parse_args()
     groups: dict[Key, list[dict]] = defaultdict(list)
-    for path in args.files:
-        with open(path) as fh:
-            for line in fh:
-                if line.strip():
-                    r = json.loads(line)
-                    groups[group_key(r)].append(r)
+    for r in read_records(args.files):
+        groups[group_key(r)].append(r)
     print(
         "| config | budget | precision | system | runs | test IoU | test Dice | per-image IoU "
         "| epochs | fit s | reference step ms |"
@@ -231,4 +228,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    guarded(main)

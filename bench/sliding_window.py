@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 
 import torch
+from bench_cli import guarded
 
 from seglab.config import ModelConfig
 from seglab.inference.predict import Predictor
@@ -126,4 +127,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    guarded(main)

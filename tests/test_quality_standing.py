@@ -97,7 +97,7 @@ def test_bad_manifests_get_one_line_that_names_the_culprit(standing, monkeypatch
     )
     monkeypatch.setattr("sys.argv", ["quality_standing.py", str(manifest)])
     with pytest.raises(SystemExit) as exit_:
-        module.main()
+        module.guarded(module.main)  # what running the script does
     assert exit_.value.code == 2
     (line,) = capsys.readouterr().err.splitlines()
     assert "gone.jsonl" in line and "row 1 (test CPU, lucchi)" in line
