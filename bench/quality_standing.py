@@ -65,7 +65,12 @@ def check_row(row: object, index: int) -> dict:
         parts += [f"unknown {', '.join(sorted(unknown))}"] if unknown else []
         raise StandingError(f"{where}: {'; '.join(parts)}")
     files = row["files"]
-    if not isinstance(files, dict) or "seglab" not in files or not set(files) <= set(SYSTEMS):
+    if (
+        not isinstance(files, dict)
+        or "seglab" not in files
+        or not set(files) <= set(SYSTEMS)
+        or not all(isinstance(names, list) and names for names in files.values())
+    ):
         raise StandingError(f"{where}: files must map seglab (and smp, monai) to lists of files")
     return row
 

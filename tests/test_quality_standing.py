@@ -107,6 +107,7 @@ def test_bad_manifests_get_one_line_that_names_the_culprit(standing, monkeypatch
         ({**row(seglab=["a.jsonl"]), "gpu": "x"}, "unknown gpu"),
         ({**row(seglab=["a.jsonl"]), "dataset": "deepcrack"}, "of lucchi, not deepcrack"),
         (row(smp=["a.jsonl"]), "files must map seglab"),
+        (row(seglab="a.jsonl"), "files must map seglab"),  # a name, not a list of names
     ]:
         module, manifest = standing({}, [bad])
         with pytest.raises(module.StandingError, match=message):
