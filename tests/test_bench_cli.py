@@ -32,7 +32,7 @@ def test_a_missing_config_an_unknown_key_or_a_bad_budget_stops_the_quality_harne
     config.write_text("name: tiny\n")
     code, err = run_script("quality", str(config), "--set", "train.bogus=1")
     assert code == 2 and len(err) == 1 and "train.bogus" in err[0]
-    # a budget it cannot read stops it before the first run (and before it prints anything)
+    # a budget it cannot read stops it before the first run
     code, err = run_script("quality", str(config), "--budget", "10x")
     assert code == 2 and len(err) == 1 and "'10x'" in err[0]
 
