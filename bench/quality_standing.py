@@ -9,7 +9,8 @@ row, each system's test IoU (dataset-level, foreground) as mean ± sample standa
 with the number of runs, and seglab's lead over each peer against the goal of +0.03.
 ``--sources`` adds, under the table, the section and files behind each row.
 
-The numbers are those ``bench/quality_table.py`` prints for the same files; this script
+The numbers are those ``bench/quality_table.py`` prints for the same files (its
+``iou_gap`` and ``pipelines``); this script
 only puts the latest row of each machine side by side. It refuses a row whose records
 disagree with it or with each other (another dataset, budget or precision, or two
 different pipeline fingerprints between seglab and a peer), so a table it prints compares
@@ -24,6 +25,7 @@ from pathlib import Path
 
 import yaml
 from bench_cli import guarded, read_records
+from quality_table import iou_gap, pipelines
 
 from seglab.errors import SeglabError
 
@@ -77,7 +79,7 @@ def check_row(row: object, index: int) -> dict:
 
 def standing(manifest: Path = MANIFEST) -> list[dict]:
     """One entry per manifest row: its fields, precision and budget, and per system the
-    test IoU of its runs (``ious``), in manifest order."""
+    records of its runs (``runs``), in manifest order."""
     try:
         data = yaml.safe_load(manifest.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as error:
@@ -100,38 +102,27 @@ def standing(manifest: Path = MANIFEST) -> list[dict]:
             )
         budget = only({r["budget"] for r in every}, "budget", where)
         precision = only({r.get("precision") or "-" for r in every}, "precision", where)
-        prints = {
-            system: {r["pipeline"] for r in records if r.get("pipeline")}
-            for system, records in runs.items()
-        }
+        prints = {system: pipelines(records) for system, records in runs.items()}
         for peer in PEERS:
             if prints.get(peer) and prints["seglab"] and prints[peer] != prints["seglab"]:
                 raise StandingError(f"{where}: seglab and {peer} ran different pipelines")
-        out.append(
-            {
-                **row,
-                "budget": budget,
-                "precision": precision,
-                "ious": {
-                    system: [r["test_iou"] for r in records] for system, records in runs.items()
-                },
-            }
-        )
+        out.append({**row, "budget": budget, "precision": precision, "runs": runs})
     return out
 
 
-def cell(ious: list[float] | None) -> str:
-    if not ious:
+def cell(runs: list[dict] | None) -> str:
+    if not runs:
         return "not run"
+    ious = [r["test_iou"] for r in runs]
     if len(ious) == 1:
         return f"{ious[0]:.4f} (1 run)"
     return f"{statistics.mean(ious):.4f} ± {statistics.stdev(ious):.4f} ({len(ious)})"
 
 
-def lead(ours: list[float], theirs: list[float] | None) -> str:
+def lead(ours: list[dict], theirs: list[dict] | None) -> str:
     if not theirs:
         return "-"
-    gap = statistics.mean(ours) - statistics.mean(theirs)
+    gap = iou_gap(ours, theirs)
     verdict = "met" if gap >= GOAL else "short"
     return f"{gap:+.4f} {verdict}"
 
@@ -141,10 +132,10 @@ def table(rows: list[dict]) -> list[str]:
     head += [SYSTEMS[s] for s in SYSTEMS] + [f"seglab − {SYSTEMS[p].split()[0]}" for p in PEERS]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for row in rows:
-        ious = row["ious"]
+        runs = row["runs"]
         cells = [row["cpu"], row["dataset"], row["config"], row["budget"], row["precision"]]
-        cells += [cell(ious.get(s)) for s in SYSTEMS]
-        cells += [lead(ious["seglab"], ious.get(p)) for p in PEERS]
+        cells += [cell(runs.get(s)) for s in SYSTEMS]
+        cells += [lead(runs["seglab"], runs.get(p)) for p in PEERS]
         lines.append("| " + " | ".join(cells) + " |")
     return lines
 

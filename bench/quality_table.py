@@ -148,12 +148,17 @@ def gap_pairs(groups: dict[Key, list[dict]]) -> list[Pair]:
     return pairs
 
 
+def pipelines(rows: list[dict]) -> set[str]:
+    """The pipeline fingerprints that ``rows`` carry (records without one add none)."""
+    return {r["pipeline"] for r in rows if r.get("pipeline")}
+
+
 def mixed_pipelines(groups: dict[Key, list[dict]]) -> list[str]:
     """A warning for each row that averages runs of more than one pipeline fingerprint
     (the same config name and settings, but e.g. the config file changed between them)."""
     lines = []
     for key, rows in sorted(groups.items()):
-        prints = sorted({r["pipeline"] for r in rows if r.get("pipeline")})
+        prints = sorted(pipelines(rows))
         if len(prints) > 1:
             lines.append(
                 f"note: {place(*key[:3])} {labelled(key[3], key[4])} averages runs of "
