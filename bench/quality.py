@@ -93,6 +93,15 @@ def tuned_val_iou(metrics: dict) -> float | None:
     return float(tuning["val_iou_at_chosen"]) if tuning else None
 
 
+def postprocessed_val_iou(metrics: dict) -> float | None:
+    """The same after the configured post-processing (None: none configured, or tuned).
+
+    ``val_iou`` scores the raw maps, so it cannot tell one post-processing from another.
+    """
+    value = (metrics.get("threshold_tuning") or {}).get("val_iou_postprocessed")
+    return None if value is None else float(value)
+
+
 def reference_step_ms(device: torch.device, steps: int = 10) -> float:
     """The machine's speed on a fixed workload, to compare runs made on different machines.
 
@@ -166,6 +175,7 @@ def one_run(config: str, overrides: list[str], runs_dir: Path, system: str) -> d
         "kept_epoch": summary.get("kept_epoch"),  # best_epoch, or the last (keep: last)
         # the kept weights on validation at the threshold tuned there
         "val_iou": tuned_val_iou(metrics),
+        "val_iou_postprocessed": postprocessed_val_iou(metrics),
         "train_s": round(train_s, 1),  # data check, preparation, fit and saving
         "fit_s": summary["seconds"],  # inside the budget: the training loop itself
         "test_iou": metrics["dataset"]["iou"],

@@ -36,6 +36,7 @@ from bench_cli import guarded, read_records
 from quality import (
     append_record,
     pipeline_fingerprint,
+    postprocessed_val_iou,
     register_peers,
     tuned_val_iou,
 )
@@ -50,6 +51,17 @@ def val_iou_at_chosen(metrics: dict) -> float:
     if value is None:
         raise SystemExit("a run's evaluation has no threshold tuning on validation to compare")
     return value
+
+
+def postprocessed_note(result: dict) -> str:
+    """ ", val IoU after post-processing A -> B" where either evaluation post-processed
+    (the raw figure stands in for one that did not)."""
+    after, before = result["val_iou_postprocessed"], result["val_iou_postprocessed_plain"]
+    if after is None and before is None:
+        return ""
+    before = result["val_iou_plain"] if before is None else before
+    after = result["val_iou"] if after is None else after
+    return f", val IoU after post-processing {before:.4f} -> {after:.4f}"
 
 
 # the training setting that keeps what evaluating this checkpoint of a run measures
@@ -79,6 +91,10 @@ def reevaluate(record: dict, sets: list[str], checkpoint: str | None = None) -> 
         **({"checkpoint": metrics["checkpoint"]} if checkpoint else {}),
         "val_iou": val_iou_at_chosen(metrics),
         "val_iou_plain": val_iou_at_chosen(plain),
+        # after the configured post-processing (None without): judges eval.opening,
+        # fill_holes and min_object_size, which val_iou (raw maps) does not see
+        "val_iou_postprocessed": postprocessed_val_iou(metrics),
+        "val_iou_postprocessed_plain": postprocessed_val_iou(plain),
         "test_iou": metrics["dataset"]["iou"],
         "test_iou_plain": plain["dataset"]["iou"],
         "test_dice": metrics["dataset"]["dice"],
@@ -113,7 +129,8 @@ def main() -> None:
         print(
             "reeval: {config} {system:<6} seed {seed} {eval_overrides}: val IoU {val_iou_plain:.4f}"
             " -> {val_iou:.4f}, test IoU {test_iou_plain:.4f} -> {test_iou:.4f} "
-            "(threshold {threshold_plain:.2f} -> {threshold:.2f}, {eval_s:.0f}s)".format(**result),
+            "(threshold {threshold_plain:.2f} -> {threshold:.2f}, {eval_s:.0f}s)".format(**result)
+            + postprocessed_note(result),
             flush=True,
         )
         if args.out:

@@ -37,3 +37,20 @@ def test_a_reevaluation_carries_the_fingerprint_of_a_run_trained_with_its_settin
     # quality_table.py pairs a re-evaluation with runs that trained and evaluated that way
     assert flips["pipeline"] == trained_so["pipeline"] != plain["pipeline"]
     assert last["pipeline"] == kept_last["pipeline"] != plain["pipeline"]
+
+
+def test_a_postprocessing_setting_is_judged_after_postprocessing(bench_module, tiny_quality_run):
+    reeval = bench_module("quality_reeval")
+    record = tiny_quality_run("name: tiny\neval:\n  tta: none\n", ["train.epochs=1"])
+    assert record["val_iou_postprocessed"] is None  # none configured
+    assert record["val_iou"] > 0
+
+    # objects of a billion pixels: every predicted object is removed
+    result = reeval.reevaluate(record, ["eval.min_object_size=1000000000"])
+
+    # the raw validation figure cannot see post-processing; the new one can
+    assert result["val_iou"] == pytest.approx(result["val_iou_plain"])
+    assert result["val_iou_postprocessed"] == 0.0
+    assert result["val_iou_postprocessed_plain"] is None
+    note = reeval.postprocessed_note(result)
+    assert note == f", val IoU after post-processing {record['val_iou']:.4f} -> 0.0000"

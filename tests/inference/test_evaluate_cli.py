@@ -181,3 +181,17 @@ def test_a_checkpoint_that_is_missing_or_not_one_is_bad_input(run, tmp_path, cap
     err = capsys.readouterr().err
     assert "tensor.ckpt" in err and "holds a Tensor, not a checkpoint" in err
     assert existing(run) == before  # no evaluation folder left behind
+
+
+def test_configured_postprocessing_is_scored_on_validation(run):
+    plain = read(run / "metrics.json")["threshold_tuning"]  # the run's own evaluation
+    assert "val_iou_postprocessed" not in plain  # nothing configured: the raw figure is it
+    assert plain["val_iou_at_chosen"] > 0
+    before = existing(run)
+    # objects of a billion pixels: every predicted object is removed
+    assert main(["evaluate", str(run), "--set", "eval.min_object_size=1000000000"]) == 0
+    tuning = read(only_evaluation(run, before) / "metrics.json")["threshold_tuning"]
+    # the threshold is chosen on the raw maps, as before; what the setting makes of them
+    # at that threshold is reported beside it
+    assert tuning["val_iou_at_chosen"] == pytest.approx(plain["val_iou_at_chosen"])
+    assert tuning["val_iou_postprocessed"] == 0.0

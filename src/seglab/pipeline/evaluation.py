@@ -16,7 +16,12 @@ from seglab.data.samples import Sample
 from seglab.errors import SeglabError
 from seglab.inference.ensemble import Ensemble
 from seglab.inference.evaluate import Evaluation, evaluate_samples, foreground_probabilities
-from seglab.inference.postprocess import NO_POSTPROCESSING, settings_key, tune_postprocessing
+from seglab.inference.postprocess import (
+    NO_POSTPROCESSING,
+    is_active,
+    settings_key,
+    tune_postprocessing,
+)
 from seglab.inference.predict import Predictor, ProbabilityModel, inference_device
 from seglab.inference.settings import InferenceSettings
 from seglab.inference.threshold import tune_threshold
@@ -197,6 +202,24 @@ def _tune_on_validation(
             "val_iou_at_chosen": scores[settings_key(chosen)],
             "candidates": len(scores),
         }
+    else:
+        fixed = {
+            "opening": cfg.eval.opening,
+            "fill_holes": cfg.eval.fill_holes,
+            "min_object_size": cfg.eval.min_object_size,
+        }
+        if is_active(InferenceSettings(**fixed)):
+            # the thresholds above score the raw maps; what the configured post-processing
+            # makes of them at the chosen threshold is the figure that judges that setting
+            _, scores = tune_postprocessing(
+                probs,
+                masks,
+                best,
+                cfg.data.ignore_index,
+                min_object_sizes=(cfg.eval.min_object_size,),
+                openings=(cfg.eval.opening,),
+            )
+            tuning["val_iou_postprocessed"] = scores[settings_key(fixed)]
     return best, tuning
 
 
