@@ -54,8 +54,8 @@ def val_iou_at_chosen(metrics: dict) -> float:
 
 
 def postprocessed_note(result: dict) -> str:
-    """ ", val IoU after post-processing A -> B" where either evaluation post-processed
-    (the raw figure stands in for one that did not)."""
+    """The tail of a record's line where either evaluation post-processed: validation IoU
+    after post-processing, before -> after (the raw figure stands in for one that did not)."""
     after, before = result["val_iou_postprocessed"], result["val_iou_postprocessed_plain"]
     if after is None and before is None:
         return ""
