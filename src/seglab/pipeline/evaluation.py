@@ -202,24 +202,18 @@ def _tune_on_validation(
             "val_iou_at_chosen": scores[settings_key(chosen)],
             "candidates": len(scores),
         }
-    else:
-        fixed = {
-            "opening": cfg.eval.opening,
-            "fill_holes": cfg.eval.fill_holes,
-            "min_object_size": cfg.eval.min_object_size,
-        }
-        if is_active(InferenceSettings(**fixed)):
-            # the thresholds above score the raw maps; what the configured post-processing
-            # makes of them at the chosen threshold is the figure that judges that setting
-            _, scores = tune_postprocessing(
-                probs,
-                masks,
-                best,
-                cfg.data.ignore_index,
-                min_object_sizes=(cfg.eval.min_object_size,),
-                openings=(cfg.eval.opening,),
-            )
-            tuning["val_iou_postprocessed"] = scores[settings_key(fixed)]
+    elif is_active(configured := InferenceSettings.from_eval(cfg.eval)):
+        # the thresholds above score the raw maps; what the configured post-processing
+        # makes of them at the chosen threshold is the figure that judges that setting
+        _, scores = tune_postprocessing(
+            probs,
+            masks,
+            best,
+            cfg.data.ignore_index,
+            min_object_sizes=(configured.min_object_size,),
+            openings=(configured.opening,),
+        )
+        tuning["val_iou_postprocessed"] = scores[settings_key(configured.postprocessing())]
     return best, tuning
 
 
