@@ -53,15 +53,49 @@ def val_iou_at_chosen(metrics: dict) -> float:
     return value
 
 
-def postprocessed_note(result: dict) -> str:
-    """The tail of a record's line where either evaluation post-processed: validation IoU
-    after post-processing, before -> after (the raw figure stands in for one that did not)."""
+def postprocessed_pair(result: dict) -> tuple[float, float] | None:
+    """Validation IoU after post-processing, (plain, new), where either evaluation
+    post-processed (the raw figure stands in for one that did not); None where neither did."""
     after, before = result["val_iou_postprocessed"], result["val_iou_postprocessed_plain"]
     if after is None and before is None:
-        return ""
+        return None
     before = result["val_iou_plain"] if before is None else before
     after = result["val_iou"] if after is None else after
-    return f", val IoU after post-processing {before:.4f} -> {after:.4f}"
+    return before, after
+
+
+def postprocessed_note(result: dict) -> str:
+    """The tail of a record's line where either evaluation post-processed."""
+    pair = postprocessed_pair(result)
+    if pair is None:
+        return ""
+    return f", val IoU after post-processing {pair[0]:.4f} -> {pair[1]:.4f}"
+
+
+def summary_line(system: str, rows: list[dict], what: str) -> str:
+    """One system's means over its re-evaluated runs, before -> after, with how many runs
+    rose on validation: after post-processing too where any run post-processed (a run
+    without it counts with its raw figure, as in its own line)."""
+    keys = ("val_iou_plain", "val_iou", "test_iou_plain", "test_iou")
+    mean = {k: statistics.mean(r[k] for r in rows) for k in keys}
+    up = sum(r["val_iou"] > r["val_iou_plain"] for r in rows)
+    line = (
+        f"{system}: {len(rows)} runs, mean val IoU {mean['val_iou_plain']:.4f} -> "
+        f"{mean['val_iou']:.4f} (up with {up}), "
+    )
+    pairs = [postprocessed_pair(r) for r in rows]
+    if any(pair is not None for pair in pairs):
+        pairs = [
+            (r["val_iou_plain"], r["val_iou"]) if pair is None else pair
+            for r, pair in zip(rows, pairs, strict=True)
+        ]
+        before = statistics.mean(b for b, _ in pairs)
+        after = statistics.mean(a for _, a in pairs)
+        up_post = sum(a > b for b, a in pairs)
+        line += f"after post-processing {before:.4f} -> {after:.4f} (up with {up_post}), "
+    return (
+        line + f"mean test IoU {mean['test_iou_plain']:.4f} -> {mean['test_iou']:.4f} with {what}"
+    )
 
 
 # the training setting that keeps what evaluating this checkpoint of a run measures
@@ -136,13 +170,7 @@ def main() -> None:
         if args.out:
             append_record(args.out, result)
     for system, rows in by_system.items():
-        keys = ("val_iou_plain", "val_iou", "test_iou_plain", "test_iou")
-        mean = {k: statistics.mean(r[k] for r in rows) for k in keys}
-        print(
-            f"{system}: {len(rows)} runs, mean val IoU {mean['val_iou_plain']:.4f} -> "
-            f"{mean['val_iou']:.4f}, mean test IoU {mean['test_iou_plain']:.4f} -> "
-            f"{mean['test_iou']:.4f} with {what}"
-        )
+        print(summary_line(system, rows, what))
 
 
 if __name__ == "__main__":

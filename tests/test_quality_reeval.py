@@ -54,3 +54,35 @@ def test_a_postprocessing_setting_is_judged_after_postprocessing(bench_module, t
     assert result["val_iou_postprocessed_plain"] is None
     note = reeval.postprocessed_note(result)
     assert note == f", val IoU after post-processing {record['val_iou']:.4f} -> 0.0000"
+    # the system's summary averages the same figures the lines show
+    assert "after post-processing" in reeval.summary_line("seglab", [result], "x")
+
+
+def test_the_summary_averages_validation_after_postprocessing_where_a_run_had_it(bench_module):
+    reeval = bench_module("quality_reeval")
+
+    def row(val_plain, val, post_plain, post):
+        return {
+            "val_iou_plain": val_plain,
+            "val_iou": val,
+            "val_iou_postprocessed_plain": post_plain,
+            "val_iou_postprocessed": post,
+            "test_iou_plain": 0.5,
+            "test_iou": 0.6,
+        }
+
+    # raw validation level with both runs; after post-processing one rose, one fell
+    rows = [row(0.70, 0.70, None, 0.72), row(0.60, 0.60, None, 0.58)]
+    line = reeval.summary_line("seglab", rows, "eval.min_object_size=100")
+    assert "mean val IoU 0.6500 -> 0.6500 (up with 0)" in line
+    assert "after post-processing 0.6500 -> 0.6500 (up with 1)" in line
+    assert line.endswith("mean test IoU 0.5000 -> 0.6000 with eval.min_object_size=100")
+
+    # a run whose evaluations post-processed neither time counts with its raw figures
+    rows = [row(0.70, 0.71, None, 0.74), row(0.60, 0.62, None, None)]
+    line = reeval.summary_line("seglab", rows, "x")
+    assert "mean val IoU 0.6500 -> 0.6650 (up with 2)" in line
+    assert "after post-processing 0.6500 -> 0.6800 (up with 2)" in line
+
+    # nobody post-processed: no such figure
+    assert "post-processing" not in reeval.summary_line("smp", [row(0.6, 0.5, None, None)], "x")
