@@ -53,23 +53,30 @@ def val_iou_at_chosen(metrics: dict) -> float:
     return value
 
 
-def postprocessed_pair(result: dict) -> tuple[float, float] | None:
-    """Validation IoU after post-processing, (plain, new), where either evaluation
-    post-processed (the raw figure stands in for one that did not); None where neither did."""
-    after, before = result["val_iou_postprocessed"], result["val_iou_postprocessed_plain"]
-    if after is None and before is None:
-        return None
-    before = result["val_iou_plain"] if before is None else before
-    after = result["val_iou"] if after is None else after
-    return before, after
+def postprocessed(result: dict) -> bool:
+    """Whether either evaluation of a record post-processed."""
+    return (
+        result["val_iou_postprocessed"] is not None
+        or result["val_iou_postprocessed_plain"] is not None
+    )
+
+
+def postprocessed_pair(result: dict) -> tuple[float, float]:
+    """Validation IoU after post-processing, (plain, new); the raw figure stands in for an
+    evaluation that did not post-process."""
+    before, after = result["val_iou_postprocessed_plain"], result["val_iou_postprocessed"]
+    return (
+        result["val_iou_plain"] if before is None else before,
+        result["val_iou"] if after is None else after,
+    )
 
 
 def postprocessed_note(result: dict) -> str:
     """The tail of a record's line where either evaluation post-processed."""
-    pair = postprocessed_pair(result)
-    if pair is None:
+    if not postprocessed(result):
         return ""
-    return f", val IoU after post-processing {pair[0]:.4f} -> {pair[1]:.4f}"
+    before, after = postprocessed_pair(result)
+    return f", val IoU after post-processing {before:.4f} -> {after:.4f}"
 
 
 def summary_line(system: str, rows: list[dict], what: str) -> str:
@@ -83,12 +90,8 @@ def summary_line(system: str, rows: list[dict], what: str) -> str:
         f"{system}: {len(rows)} runs, mean val IoU {mean['val_iou_plain']:.4f} -> "
         f"{mean['val_iou']:.4f} (up with {up}), "
     )
-    pairs = [postprocessed_pair(r) for r in rows]
-    if any(pair is not None for pair in pairs):
-        pairs = [
-            (r["val_iou_plain"], r["val_iou"]) if pair is None else pair
-            for r, pair in zip(rows, pairs, strict=True)
-        ]
+    if any(postprocessed(r) for r in rows):
+        pairs = [postprocessed_pair(r) for r in rows]
         before = statistics.mean(b for b, _ in pairs)
         after = statistics.mean(a for _, a in pairs)
         up_post = sum(a > b for b, a in pairs)
