@@ -75,6 +75,12 @@ def halves(count: int) -> tuple[list[int], list[int]]:
     return list(range(first)), list(range(first + 1, count))
 
 
+def validation_halves(samples: list) -> list[list]:
+    """The validation samples in slice order, split by :func:`halves` into [A, B]."""
+    ordered = sorted(samples, key=lambda s: (s.group, s.index, s.name))
+    return [[ordered[i] for i in part] for part in halves(len(ordered))]
+
+
 def validation_history(run: Run) -> dict[int, float]:
     """1-based epoch -> one-pass validation IoU, from the run's ``history.csv``."""
     with open(run.path / "history.csv", newline="") as handle:
@@ -139,8 +145,7 @@ def halves_scorer(run: Run):
     eval.threshold."""
     cfg = load_config(run.file("config.yaml"))
     data = prepare_data(cfg, run.read_json("split.json"))
-    val = sorted(data.val, key=lambda s: (s.group, s.index, s.name))
-    parts = [[val[i] for i in part] for part in halves(len(val))]
+    parts = validation_halves(data.val)
     model, meta = load_model_folder(run.model_dir, "cpu")
     inference = InferenceSettings.from_eval(cfg.eval, threshold=0.5).with_(tta="none")
 

@@ -6,9 +6,9 @@ validation split and then applies the configured post-processing (opening, hole 
 small-object removal) at that threshold. The output that is scored is the post-processed
 mask, so the threshold could be tuned on that instead. Tuned and scored on the same slices
 it would win by construction; so this script splits the validation slices into two halves
-(``checkpoint_choice.halves``: contiguous, the slice on their border left out), tunes both
-thresholds on one half and scores the post-processed masks at each on the other half, then
-the other way round. The test split is not read.
+(``checkpoint_choice.validation_halves``: contiguous, the slice on their border left out),
+tunes both thresholds on one half and scores the post-processed masks at each on the other
+half, then the other way round. The test split is not read.
 
 Each run's kept weights predict the validation slices once, with the config's TTA and
 window (``--set eval.*`` changes them, as in ``quality_reeval.py``); every threshold of the
@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 from bench_cli import guarded, read_records
-from checkpoint_choice import halves
+from checkpoint_choice import best_threshold, validation_halves
 from quality import append_record, register_peers
 
 from seglab.config import load_config
@@ -38,7 +38,7 @@ from seglab.inference.evaluate import foreground_probabilities
 from seglab.inference.postprocess import is_active, postprocess
 from seglab.inference.predict import Predictor
 from seglab.inference.settings import InferenceSettings
-from seglab.inference.threshold import GRID, best_grid_threshold, tune_threshold
+from seglab.inference.threshold import GRID, tune_threshold
 from seglab.models.io import load_model_folder
 from seglab.runs import CONFIG_FILE, SPLIT_FILE, Run
 
@@ -65,11 +65,6 @@ def postprocessed_table(
     return {float(t): float(v) for t, v in zip(grid, iou, strict=True)}
 
 
-def best(table: dict[float, float]) -> float:
-    grid = np.array(sorted(table))
-    return best_grid_threshold(grid, np.array([table[t] for t in grid]))
-
-
 def judge_run(run: Run, sets: list[str]) -> list[dict]:
     """Per direction (tune on half A, score on B; then B on A): both thresholds and the
     post-processed IoU each reaches on the other half."""
@@ -78,19 +73,18 @@ def judge_run(run: Run, sets: list[str]) -> list[dict]:
     if not is_active(inference):
         raise SystemExit(f"{run.path}: its eval settings post-process nothing; nothing to compare")
     data = prepare_data(cfg, run.read_json(SPLIT_FILE))
-    val = sorted(data.val, key=lambda s: (s.group, s.index, s.name))
     model, meta = load_model_folder(run.model_dir, "cpu")
     predictor = Predictor(model, meta["normalization"], inference, "cpu", 1)
-    probs = foreground_probabilities(predictor, val)
-    parts = [([probs[i] for i in part], [val[i].mask for i in part]) for part in halves(len(val))]
     ignore = cfg.data.ignore_index
     tables = []
-    for part_probs, part_masks in parts:
+    for part in validation_halves(data.val):
+        part_probs = foreground_probabilities(predictor, part)
+        part_masks = [s.mask for s in part]
         raw = tune_threshold(part_probs, part_masks, ignore)[1]
         tables.append((raw, postprocessed_table(part_probs, part_masks, inference, ignore)))
     rows = []
     for direction, (tune, score) in (("A->B", (0, 1)), ("B->A", (1, 0))):
-        raw_t, post_t = best(tables[tune][0]), best(tables[tune][1])
+        raw_t, post_t = best_threshold(tables[tune][0]), best_threshold(tables[tune][1])
         scored = tables[score][1]
         rows.append(
             {
@@ -99,7 +93,7 @@ def judge_run(run: Run, sets: list[str]) -> list[dict]:
                 "postprocessed_threshold": post_t,
                 "raw_iou": scored[raw_t],
                 "postprocessed_iou": scored[post_t],
-                "best_possible_iou": scored[best(scored)],
+                "best_possible_iou": scored[best_threshold(scored)],
             }
         )
     return rows

@@ -49,10 +49,10 @@ def test_thresholds_tuned_on_post_processed_masks_see_what_the_post_processing_r
     raw = tune_threshold([prob], [mask])[1]
     table = pt.postprocessed_table([prob], [mask], InferenceSettings(min_object_size=4), None)
 
-    assert 0.35 <= pt.best(raw) < 0.6  # the specks push the raw choice above them
-    assert raw[pt.best(raw)] == pytest.approx(64 / 100)
-    assert pt.best(table) < 0.3  # post-processing removes them: the rim can come in
-    assert table[pt.best(table)] == pytest.approx(1.0)
+    assert 0.35 <= pt.best_threshold(raw) < 0.6  # the specks push the raw choice above them
+    assert raw[pt.best_threshold(raw)] == pytest.approx(64 / 100)
+    assert pt.best_threshold(table) < 0.3  # post-processing removes them: the rim can come in
+    assert table[pt.best_threshold(table)] == pytest.approx(1.0)
     assert table[0.5] == pytest.approx(64 / 100)
 
 
