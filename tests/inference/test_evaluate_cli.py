@@ -195,3 +195,53 @@ def test_configured_postprocessing_is_scored_on_validation(run):
     # at that threshold is reported beside it
     assert tuning["val_iou_at_chosen"] == pytest.approx(plain["val_iou_at_chosen"])
     assert tuning["val_iou_postprocessed"] == 0.0
+
+
+def test_the_plain_evaluation_predicts_each_validation_image_once(run, tmp_path, monkeypatch):
+    """Tuning and the generalisation gap's val scores share one prediction of each image."""
+    from seglab.inference.predict import Predictor
+
+    copy = tmp_path / run.name
+    shutil.copytree(run, copy)
+    calls = []
+    original = Predictor.probabilities
+
+    def counted(self, images):
+        calls.append(1)
+        return original(self, images)
+
+    monkeypatch.setattr(Predictor, "probabilities", counted)
+    assert main(["evaluate", str(copy)]) == 0
+    metrics = read(copy / "metrics.json")
+    fit = metrics["fit_splits"]
+    assert metrics["threshold_tuning"]["n_images"] == fit["val"]["n_images"] > 0
+    assert len(calls) == metrics["n_images"] + fit["train"]["n_images"] + fit["val"]["n_images"]
+    assert fit == read(run / "metrics.json")["fit_splits"]
+
+
+def test_given_probabilities_are_scored_like_a_fresh_prediction():
+    from seglab.data.samples import Sample
+    from seglab.inference.evaluate import evaluate_samples, predict_samples
+    from seglab.inference.predict import Predictor
+
+    rng = np.random.default_rng(0)
+    samples = []
+    for i in range(3):
+        image = rng.random((1, 24, 32), dtype=np.float32)
+        samples.append(Sample(f"s{i}", image, (image[0] > 0.5).astype(np.int64)))
+    torch.manual_seed(0)
+    net = torch.nn.Conv2d(1, 1, 3, padding=1)
+    predictor = Predictor(net, {"mean": [0.5], "std": [0.3]})
+    fresh = evaluate_samples(predictor, samples, threshold=0.4)
+    given = predict_samples(predictor, samples)
+
+    class Unused:
+        def probabilities(self, images):
+            raise AssertionError("predicted again")
+
+    reused = evaluate_samples(Unused(), samples, threshold=0.4, probabilities=given)
+    assert reused.metrics == fresh.metrics and reused.per_image == fresh.per_image
+    for name, pred in fresh.predictions.items():
+        np.testing.assert_array_equal(reused.predictions[name], pred)
+    with pytest.raises(ValueError, match="2 probability maps for 3 samples"):
+        evaluate_samples(Unused(), samples, probabilities=given[:2])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,21 +40,26 @@ def evaluate_samples(
     settings: InferenceSettings | None = None,
     bootstrap_samples: int = 0,
     seed: int = 0,
+    probabilities: Sequence[torch.Tensor] | None = None,
 ) -> Evaluation:
     """Predict every sample, post-process, then score dataset-level and per image.
 
     ``model`` is a plain network (then ``normalization`` is needed) or anything
     with ``probabilities()`` (a :class:`Predictor`, an ensemble). With
     ``bootstrap_samples`` > 0 the metrics get 95% bootstrap intervals over images.
+    ``probabilities``, where the caller has them already (:func:`predict_samples` of the
+    same model and samples), are scored instead of predicting the samples again.
     """
     settings = (settings or InferenceSettings()).with_(threshold=threshold)
     if isinstance(model, nn.Module):
         if normalization is None:
             raise ValueError("a plain model needs its normalization")
         model = Predictor(model, normalization, settings, device, num_classes)
+    if probabilities is not None and len(probabilities) != len(samples):
+        raise ValueError(f"{len(probabilities)} probability maps for {len(samples)} samples")
     counts, predictions = [], {}
-    for s in samples:
-        probs = model.probabilities(s.image)[0]
+    for i, s in enumerate(samples):
+        probs = (model.probabilities(s.image) if probabilities is None else probabilities[i])[0]
         pred = postprocess(labels_from_probabilities(probs, threshold), settings)
         predictions[s.name] = pred
         counts.append(
@@ -98,9 +104,20 @@ def count_columns(counts: torch.Tensor) -> dict[str, int]:
     }
 
 
+def predict_samples(model: ProbabilityModel, samples: list[Sample]) -> list[torch.Tensor]:
+    """Each sample's probabilities (1, K, H, W) as the model gives them, moved to the CPU:
+    predicted once, to be scored more than one way (``evaluate_samples(probabilities=)``)."""
+    return [model.probabilities(s.image).cpu() for s in samples]
+
+
 def foreground_probabilities(model: ProbabilityModel, samples: list[Sample]) -> list[np.ndarray]:
     """Foreground probability maps (float32, H x W) of binary-model predictions."""
-    return [model.probabilities(s.image)[0, 0].float().cpu().numpy() for s in samples]
+    return foreground_maps(model.probabilities(s.image) for s in samples)
+
+
+def foreground_maps(probabilities: Iterable[torch.Tensor]) -> list[np.ndarray]:
+    """The foreground maps (float32, H x W) of binary-model probabilities (1, 1, H, W)."""
+    return [p[0, 0].float().cpu().numpy() for p in probabilities]
 
 
 def confusion_matrix(

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
 from seglab.config import Config, load_config
 from seglab.data.prepare import prepare_data
@@ -15,7 +16,12 @@ from seglab.data.readers import load_samples
 from seglab.data.samples import Sample
 from seglab.errors import SeglabError
 from seglab.inference.ensemble import Ensemble
-from seglab.inference.evaluate import Evaluation, evaluate_samples, foreground_probabilities
+from seglab.inference.evaluate import (
+    Evaluation,
+    evaluate_samples,
+    foreground_maps,
+    predict_samples,
+)
 from seglab.inference.postprocess import (
     NO_POSTPROCESSING,
     is_active,
@@ -120,14 +126,22 @@ def evaluate_run(
     predictor = Ensemble(members, names) if ensemble else members[0]
 
     split = run_dir.read_json(SPLIT_FILE) if run_dir.has(SPLIT_FILE) else None
-    threshold, tuning = meta["threshold"], None
+    threshold, tuning, fit_splits = meta["threshold"], None, None
     if data_dir is None:
         data = prepare_data(cfg, split)
         samples, split_name = data.test, "test"
+        val_probabilities = None
         if num_classes == 1 and (cfg.eval.tune_threshold or cfg.eval.tune_postprocessing):
-            threshold, tuning = _tune_on_validation(predictor, data.val, cfg, threshold)
+            # predicted once: tuned on here, and scored below for the generalisation gap
+            val_probabilities = predict_samples(predictor, data.val)
+            threshold, tuning = _tune_on_validation(val_probabilities, data.val, cfg, threshold)
             if "postprocessing" in tuning:
                 settings = settings.with_(**tuning["postprocessing"]["chosen"])
+        if plain:  # the report's generalisation gap: the kept model on its own training images
+            fit_splits = _train_and_val_scores(
+                predictor, data, cfg, settings.with_(threshold=threshold), val_probabilities
+            )
+        del val_probabilities  # not held through the test predictions
     else:
         samples, split_name = _labelled_folder(cfg, data_dir), f"folder {data_dir}"
         # what the run's evaluation chose on validation, for the kept weights only
@@ -146,10 +160,8 @@ def evaluate_run(
     )
     if tuning:
         evaluation.metrics["threshold_tuning"] = tuning
-    if plain:  # the report's generalisation gap: the kept model on its own training images
-        evaluation.metrics["fit_splits"] = _train_and_val_scores(
-            predictor, data, cfg, settings.with_(threshold=threshold)
-        )
+    if fit_splits is not None:
+        evaluation.metrics["fit_splits"] = fit_splits
     if ensemble:
         evaluation.metrics["ensemble"] = names
     if checkpoint_info:
@@ -173,12 +185,13 @@ def evaluate_run(
 
 
 def _tune_on_validation(
-    predictor: ProbabilityModel, val: list[Sample], cfg: Config, current: float
+    val_probabilities: list[torch.Tensor], val: list[Sample], cfg: Config, current: float
 ) -> tuple[float, dict[str, Any]]:
     """The threshold that maximises validation IoU (``eval.tune_threshold``; else
     ``current``), then the post-processing that maximises it at that threshold
-    (``eval.tune_postprocessing``), and what each gains there."""
-    probs = foreground_probabilities(predictor, val)
+    (``eval.tune_postprocessing``), and what each gains there. ``val_probabilities``
+    are the model's predictions of ``val`` (``predict_samples``)."""
+    probs = foreground_maps(val_probabilities)
     masks = [s.mask for s in val]
     best, table = tune_threshold(probs, masks, cfg.data.ignore_index)
     if not cfg.eval.tune_threshold:
@@ -221,19 +234,27 @@ GAP_TRAIN_IMAGES = 32  # training images scored for the generalisation gap
 
 
 def _train_and_val_scores(
-    predictor: ProbabilityModel, data: Any, cfg: Config, settings: InferenceSettings
+    predictor: ProbabilityModel,
+    data: Any,
+    cfg: Config,
+    settings: InferenceSettings,
+    val_probabilities: list[torch.Tensor] | None = None,
 ) -> dict[str, Any]:
     """Scores of the kept (best) weights on the train and val splits, predicted like the test.
 
     The train split is scored on at most ``GAP_TRAIN_IMAGES`` of its images (a seeded
-    choice), so that a large training set does not multiply the evaluation time.
+    choice), so that a large training set does not multiply the evaluation time. The val
+    split's predictions are ``val_probabilities`` where tuning has made them already.
     """
     result: dict[str, Any] = {"threshold": settings.threshold}
     train = list(data.train)
     if len(train) > GAP_TRAIN_IMAGES:
         keep = np.random.default_rng(cfg.seed).choice(len(train), GAP_TRAIN_IMAGES, replace=False)
         train = [train[i] for i in sorted(keep)]
-    for name, samples in (("train", train), ("val", data.val)):
+    for name, samples, probabilities in (
+        ("train", train, None),
+        ("val", data.val, val_probabilities),
+    ):
         if not samples:
             continue
         scored = evaluate_samples(
@@ -244,6 +265,7 @@ def _train_and_val_scores(
             ignore_index=cfg.data.ignore_index,
             split=name,
             settings=settings,
+            probabilities=probabilities,
         )
         result[name] = {
             "n_images": len(samples),
