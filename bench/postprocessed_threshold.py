@@ -40,6 +40,7 @@ from seglab.inference.predict import Predictor
 from seglab.inference.settings import InferenceSettings
 from seglab.inference.threshold import GRID, tune_threshold
 from seglab.models.io import load_model_folder
+from seglab.pipeline.evaluation import check_eval_overrides
 from seglab.runs import CONFIG_FILE, SPLIT_FILE, Run
 
 
@@ -108,9 +109,7 @@ def main() -> None:
     )
     parser.add_argument("--out", type=Path, help="append one JSON line per run and direction")
     args = parser.parse_args()
-    for override in args.sets:
-        if not override.strip().startswith("eval."):
-            raise SystemExit(f"--set {override!r}: only eval.* settings can change here")
+    check_eval_overrides(args.sets, "postprocessed_threshold.py")
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     register_peers()
     records = [

@@ -90,12 +90,7 @@ def evaluate_run(
     )
     if plain:
         attach_log_file(run_dir)
-    for override in overrides:
-        if not override.strip().startswith("eval."):
-            raise SeglabError(
-                f"evaluate --set {override!r}: only eval.* settings can change here",
-                hint="e.g. --set eval.window=512 --set eval.tta=flips",
-            )
+    check_eval_overrides(overrides)
     cfg = load_config(run_dir.file(CONFIG_FILE), list(overrides))
     device = inference_device(cfg.train.accelerator)
     model, meta = load_model_folder(run_dir.model_dir, device)
@@ -182,6 +177,17 @@ def evaluate_run(
     write_performance_summary(target, profile)
     _log_evaluation(evaluation.metrics, target)
     return RunResult(Run(target) if not plain else run_dir, evaluation.metrics)
+
+
+def check_eval_overrides(overrides: list[str] | tuple, command: str = "evaluate") -> None:
+    """Re-evaluating a trained run may change how it is evaluated (``eval.*``), nothing
+    that made the model; anything else is bad input."""
+    for override in overrides:
+        if not override.strip().startswith("eval."):
+            raise SeglabError(
+                f"{command} --set {override!r}: only eval.* settings can change here",
+                hint="e.g. --set eval.window=512 --set eval.tta=flips",
+            )
 
 
 def _tune_on_validation(
