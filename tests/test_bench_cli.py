@@ -58,3 +58,28 @@ def test_anything_else_is_a_bug_and_keeps_its_traceback(bench_module):
     cli = bench_module("bench_cli")
     with pytest.raises(ZeroDivisionError):
         cli.guarded(lambda: 1 / 0)
+
+
+def test_the_step_parts_script_times_each_part_of_a_configured_step(
+    bench_module, run_script, monkeypatch, capsys, tmp_path
+):
+    config = tmp_path / "tiny.yaml"
+    config.write_text(
+        "name: tiny\ndata: {patch_size: 32, augment: {rotate_degrees: 10, noise_std: 0.1}}\n"
+        "model: {base_channels: 4, depth: 2, deep_supervision: true}\n"
+        "train: {batch_size: 2, precision: '32', channels_last: false}\n"
+    )
+    module = bench_module("train_step_parts")
+    monkeypatch.setattr("sys.argv", ["train_step_parts.py", str(config), "--steps", "2"])
+    module.main()
+    out = capsys.readouterr().out
+    assert "batch 2 x 1 x 32 x 32, 32, contiguous, augmentation on" in out
+    lines = {line.split()[0]: line.split() for line in out.splitlines()}
+    parts = [float(lines[p][1]) for p in ("augment", "forward", "loss", "backward", "optimiser")]
+    assert all(t > 0 for t in parts)
+    assert float(lines["sum"][1]) == pytest.approx(sum(parts), abs=0.02)
+
+    code, err = run_script("train_step_parts", str(config), "--steps", "0")
+    assert code == 2 and len(err) == 1 and "--steps" in err[0]
+    code, err = run_script("train_step_parts", str(config), "--set", "train.precision=16-mixed")
+    assert code == 2 and len(err) == 1 and "16-mixed" in err[0]

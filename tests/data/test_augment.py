@@ -63,3 +63,61 @@ def test_augment_section_accepts_a_plain_switch():
 
     assert DataConfig(augment=False).augment.enabled is False
     assert DataConfig(augment=True).augment.flip is True
+
+
+def test_rotation_and_scaling_match_kornias_own_warp_with_the_same_draws():
+    """Augment warps only the chosen images itself; kornia's path (every image, then the
+    chosen kept) must give the same images and masks from the same random draws."""
+    import kornia.augmentation as K
+
+    images, masks = batch(n=8, side=40, seed=3)
+    # the image is the mask (ignored pixels as 3) plus a ramp, so that bilinear shows
+    images = masks.clamp(max=3).unsqueeze(1).float() + torch.linspace(0, 1, 40)
+    cfg = AugmentConfig(flip=False, rot90=False, rotate_degrees=25, scale=0.2, p=0.5)
+    torch.manual_seed(4)
+    out_i, out_m = Augment(cfg, 9)(images, masks)
+    torch.manual_seed(4)
+    reference = K.AugmentationSequential(
+        K.RandomAffine(degrees=25, scale=(0.8, 1.2), p=0.5), data_keys=["input", "mask"]
+    )
+    ref_i, shifted = reference(images, (masks + 1).unsqueeze(1).float())
+    ref_m = shifted.squeeze(1).round().long() - 1
+    ref_m[ref_m < 0] = 9
+    assert torch.allclose(out_i, ref_i, atol=1e-3)
+    assert (out_m != ref_m).float().mean() < 1e-3  # nearest may round a tie the other way
+    kept = (out_i == images).flatten(1).all(1)
+    assert 0 < kept.sum() < 8  # p = 0.5: some images warped, the others untouched
+    assert torch.equal(out_m[kept], masks[kept])
+
+
+def test_intensity_transforms_equal_the_step_by_step_definition():
+    """Contrast and brightness folded into one affine map, gamma on the mapped range:
+    the same as applying each transform in turn to a written-out image."""
+    import math
+
+    torch.manual_seed(5)
+    images = torch.randn(6, 2, 20, 20) * 2 + 1
+    masks = torch.zeros(6, 20, 20, dtype=torch.long)
+    cfg = AugmentConfig(
+        flip=False, rot90=False, p=0.5, brightness=0.4, contrast=0.6, gamma=0.5, noise_std=0.2
+    )
+    torch.manual_seed(6)
+    out, _ = Augment(cfg)(images, masks)
+
+    torch.manual_seed(6)  # the same draws, in the same order
+    x, n, dims = images, 6, (1, 2, 3)
+
+    def chosen():
+        return (torch.rand(n, 1, 1, 1) < cfg.p).float()
+
+    def uniform(spread):
+        return (torch.rand(n, 1, 1, 1) * 2 - 1) * spread
+
+    mean, std = x.mean(dims, keepdim=True), x.std(dims, keepdim=True)
+    x = mean + (x - mean) * (1 + chosen() * uniform(cfg.contrast))
+    x = x + chosen() * uniform(cfg.brightness) * std
+    log_gamma = chosen() * uniform(math.log1p(cfg.gamma))
+    low, high = x.amin(dims, keepdim=True), x.amax(dims, keepdim=True)
+    x = low + (high - low) * ((x - low) / (high - low)).clamp(0, 1).pow(log_gamma.exp())
+    x = x + chosen() * torch.randn_like(x) * cfg.noise_std * std
+    assert torch.allclose(out, x, atol=1e-4)

@@ -1,8 +1,9 @@
 """Batched augmentation on the device: ``Augment(cfg, ignore_index)(images, masks)``.
 
-Runs on whole training batches after they reach the device (GPU or CPU), with
-kornia for the geometry (flips, 90-degree rotations, small rotations and
-scaling, elastic deformation) and for blur and noise. Masks follow every
+Runs on whole training batches after they reach the device (GPU or CPU). Flips
+and 90-degree rotations are exact index moves in torch; small rotations and
+scaling draw kornia's RandomAffine parameters and are warped here, for the
+chosen images only; elastic deformation and blur are kornia's. Masks follow every
 geometric transform with nearest-neighbour sampling, so class values and
 ``ignore_index`` survive; pixels that a rotation or scaling brings in from
 outside the image become ``ignore_index``. Brightness, contrast and gamma are
@@ -21,6 +22,8 @@ import warnings
 
 import kornia.augmentation as K
 import torch
+import torch.nn.functional as F
+from kornia.geometry.conversions import normalize_homography
 from torch import nn
 
 from seglab.config import AugmentConfig
@@ -35,9 +38,10 @@ class Augment(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.ignore_index = ignore_index
-        geometric = _geometric(cfg)
-        self.geometric = (
-            K.AugmentationSequential(*geometric, data_keys=["input", "mask"]) if geometric else None
+        self.affine = _affine(cfg)
+        elastic = _elastic(cfg)
+        self.elastic = (
+            K.AugmentationSequential(elastic, data_keys=["input", "mask"]) if elastic else None
         )
         photometric: list[nn.Module] = []
         if cfg.blur_sigma > 0:
@@ -51,7 +55,8 @@ class Augment(nn.Module):
         return c.enabled and (
             c.flip
             or c.rot90
-            or self.geometric is not None
+            or self.affine is not None
+            or self.elastic is not None
             or len(self.photometric) > 0
             or any((c.brightness, c.contrast, c.gamma, c.noise_std))
         )
@@ -63,13 +68,14 @@ class Augment(nn.Module):
         if not self.active:
             return images, masks
         images, masks = self._dihedral(images, masks)
-        if self.geometric is not None:
+        if self.affine is not None:
+            images, masks = self._warp_affine(images, masks)
+        if self.elastic is not None:
             shifted = (masks + 1).unsqueeze(1).to(images.dtype)  # 0 now means "from outside"
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=_GRID_NOTICE)
-                images, shifted = self.geometric(images, shifted)
-            masks = shifted.squeeze(1).round().long() - 1
-            masks[masks < 0] = self.ignore_index
+                images, shifted = self.elastic(images, shifted)
+            masks = self._unshift(shifted)
         images = self._intensity(images)
         return images.contiguous(), masks.contiguous()
 
@@ -98,6 +104,43 @@ class Augment(nn.Module):
             images[idx], masks[idx] = im, mk
         return images, masks
 
+    def _warp_affine(
+        self, images: torch.Tensor, masks: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Rotation and scaling of the chosen images: bilinear for images, nearest for masks.
+
+        kornia's ``RandomAffine`` draws the parameters (so the random stream is kornia's);
+        the warp is done here, for the chosen images only, with one sampling grid for image
+        and mask. kornia's own path warps every image of the batch (image and mask each
+        through its general ``warp_affine``) and then keeps the chosen ones.
+        """
+        op = self.affine
+        params = op.forward_parameters(images.shape)
+        chosen = params["batch_prob"].to(torch.bool)
+        if not bool(chosen.any()):
+            return images, masks
+        matrix = op.compute_transformation(images, params, op.flags)[chosen]
+        size = tuple(images.shape[-2:])
+        # pixel matrix -> normalised coordinates, inverted: where each output pixel samples
+        normalized = normalize_homography(matrix.to(images.dtype), size, size)
+        grid = F.affine_grid(
+            torch.linalg.inv(normalized)[:, :2], [matrix.shape[0], 1, *size], align_corners=False
+        )
+        idx = chosen.nonzero().squeeze(1).to(images.device)
+        shifted = (masks[idx] + 1).unsqueeze(1).to(images.dtype)  # 0 now means "from outside"
+        images, masks = images.clone(), masks.clone()
+        images[idx] = F.grid_sample(images[idx], grid, "bilinear", "zeros", align_corners=False)
+        masks[idx] = self._unshift(
+            F.grid_sample(shifted, grid, "nearest", "zeros", align_corners=False)
+        )
+        return images, masks
+
+    def _unshift(self, shifted: torch.Tensor) -> torch.Tensor:
+        """Masks shifted by one (N x 1 x H x W float) back to classes; 0 -> ignore_index."""
+        masks = shifted.squeeze(1).round().long() - 1
+        masks[masks < 0] = self.ignore_index
+        return masks
+
     def dihedral_codes(self, square: bool) -> list[int]:
         """Codes k of the allowed transforms: rotate by 90 * (k % 4), mirrored first if k >= 4."""
         flip, rot = self.cfg.flip, self.cfg.rot90 and square
@@ -108,43 +151,63 @@ class Augment(nn.Module):
         return [0, 1, 2, 3] if rot else [0]
 
     def _intensity(self, x: torch.Tensor) -> torch.Tensor:
+        """Contrast, brightness, gamma, blur and noise, each on the chosen images.
+
+        Contrast and brightness make one affine map per image, ``a x + b`` with ``a > 0``
+        (``contrast < 1``), so the range that gamma works on is the original range mapped
+        by it, and the image reaches gamma's [0, 1] scale without being written first.
+        """
         c = self.cfg
         if not any((c.brightness, c.contrast, c.gamma, c.noise_std)) and not len(self.photometric):
             return x
         n = x.shape[0]
         dims = tuple(range(1, x.ndim))
-        mean = x.mean(dim=dims, keepdim=True)
-        std = x.std(dim=dims, keepdim=True).clamp_min(1e-6)
+        std, mean = torch.std_mean(x, dim=dims, keepdim=True)
+        std = std.clamp_min(1e-6)
+        scale = torch.ones_like(mean)
         if c.contrast > 0:
-            x = mean + (x - mean) * (1 + _chosen(n, c.p, x) * _uniform(n, c.contrast, x))
+            scale = 1 + _chosen(n, c.p, x) * _uniform(n, c.contrast, x)
+        shift = mean * (1 - scale)
         if c.brightness > 0:
-            x = x + _chosen(n, c.p, x) * _uniform(n, c.brightness, x) * std
+            shift = shift + _chosen(n, c.p, x) * _uniform(n, c.brightness, x) * std
         if c.gamma > 0:
-            x = _gamma(x, _chosen(n, c.p, x) * _uniform(n, math.log1p(c.gamma), x), dims)
+            log_gamma = _chosen(n, c.p, x) * _uniform(n, math.log1p(c.gamma), x)
+            low, high = x.flatten(1).aminmax(dim=1)
+            low, high = low.view_as(mean), high.view_as(mean)
+            span = (high - low).clamp_min(1e-6)
+            unit = ((x - low) / span).clamp_(0, 1).pow_(torch.exp(log_gamma))
+            # gamma on the [min, max] range of a x + b, mapped back to that range
+            x = torch.addcmul(scale * low + shift, unit, scale * span)
+        elif c.contrast > 0 or c.brightness > 0:
+            x = torch.addcmul(shift, x, scale)
         if len(self.photometric):
             x = self.photometric(x)
         if c.noise_std > 0:
-            x = x + _chosen(n, c.p, x) * torch.randn_like(x) * c.noise_std * std
+            weight = _chosen(n, c.p, x) * (c.noise_std * std)  # drawn before the noise
+            x = torch.addcmul(x, torch.randn_like(x), weight)
         return x
 
 
-def _geometric(cfg: AugmentConfig) -> list[nn.Module]:
-    """The kornia transforms that resample (flips and rot90 are done exactly, in torch)."""
-    ops: list[nn.Module] = []
-    if cfg.rotate_degrees > 0 or cfg.scale > 0:
-        scale = (1 - cfg.scale, 1 + cfg.scale) if cfg.scale > 0 else None
-        ops.append(K.RandomAffine(degrees=cfg.rotate_degrees, scale=scale, p=cfg.p))
-    if cfg.elastic_alpha > 0:
-        side = 2 * math.ceil(2 * cfg.elastic_sigma) + 1
-        ops.append(
-            K.RandomElasticTransform(
-                kernel_size=(side, side),
-                sigma=(cfg.elastic_sigma, cfg.elastic_sigma),
-                alpha=(cfg.elastic_alpha, cfg.elastic_alpha),
-                p=cfg.p,
-            )
-        )
-    return ops
+def _affine(cfg: AugmentConfig) -> K.RandomAffine | None:
+    """kornia's RandomAffine for rotation and scaling (None when both are off); only its
+    parameters are drawn, the warp is ``Augment._warp_affine``'s."""
+    if cfg.rotate_degrees <= 0 and cfg.scale <= 0:
+        return None
+    scale = (1 - cfg.scale, 1 + cfg.scale) if cfg.scale > 0 else None
+    return K.RandomAffine(degrees=cfg.rotate_degrees, scale=scale, p=cfg.p)
+
+
+def _elastic(cfg: AugmentConfig) -> K.RandomElasticTransform | None:
+    """kornia's elastic deformation, applied after rotation and scaling (None when off)."""
+    if cfg.elastic_alpha <= 0:
+        return None
+    side = 2 * math.ceil(2 * cfg.elastic_sigma) + 1
+    return K.RandomElasticTransform(
+        kernel_size=(side, side),
+        sigma=(cfg.elastic_sigma, cfg.elastic_sigma),
+        alpha=(cfg.elastic_alpha, cfg.elastic_alpha),
+        p=cfg.p,
+    )
 
 
 def _chosen(n: int, p: float, like: torch.Tensor) -> torch.Tensor:
@@ -154,14 +217,6 @@ def _chosen(n: int, p: float, like: torch.Tensor) -> torch.Tensor:
 
 def _uniform(n: int, spread: float, like: torch.Tensor) -> torch.Tensor:
     return (torch.rand(n, 1, 1, 1, device=like.device, dtype=like.dtype) * 2 - 1) * spread
-
-
-def _gamma(x: torch.Tensor, log_gamma: torch.Tensor, dims: tuple[int, ...]) -> torch.Tensor:
-    """Gamma on each image's own [min, max] range, mapped back to that range."""
-    low = x.amin(dim=dims, keepdim=True)
-    span = (x.amax(dim=dims, keepdim=True) - low).clamp_min(1e-6)
-    unit = ((x - low) / span).clamp(0, 1)
-    return low + span * unit.pow(torch.exp(log_gamma))
 
 
 def build_augment(cfg: AugmentConfig, ignore_index: int = 255) -> Augment | None:
