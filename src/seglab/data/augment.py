@@ -71,7 +71,7 @@ class Augment(nn.Module):
         if self.affine is not None:
             images, masks = self._warp_affine(images, masks)
         if self.elastic is not None:
-            shifted = (masks + 1).unsqueeze(1).to(images.dtype)  # 0 now means "from outside"
+            shifted = _shift(masks, images.dtype)
             with warnings.catch_warnings():
                 warnings.filterwarnings("ignore", message=_GRID_NOTICE)
                 images, shifted = self.elastic(images, shifted)
@@ -127,7 +127,7 @@ class Augment(nn.Module):
             torch.linalg.inv(normalized)[:, :2], [matrix.shape[0], 1, *size], align_corners=False
         )
         idx = chosen.nonzero().squeeze(1).to(images.device)
-        shifted = (masks[idx] + 1).unsqueeze(1).to(images.dtype)  # 0 now means "from outside"
+        shifted = _shift(masks[idx], images.dtype)
         images, masks = images.clone(), masks.clone()
         images[idx] = F.grid_sample(images[idx], grid, "bilinear", "zeros", align_corners=False)
         masks[idx] = self._unshift(
@@ -136,7 +136,7 @@ class Augment(nn.Module):
         return images, masks
 
     def _unshift(self, shifted: torch.Tensor) -> torch.Tensor:
-        """Masks shifted by one (N x 1 x H x W float) back to classes; 0 -> ignore_index."""
+        """``_shift``'s masks back to classes; 0 (brought in from outside) -> ignore_index."""
         masks = shifted.squeeze(1).round().long() - 1
         masks[masks < 0] = self.ignore_index
         return masks
@@ -208,6 +208,12 @@ def _elastic(cfg: AugmentConfig) -> K.RandomElasticTransform | None:
         alpha=(cfg.elastic_alpha, cfg.elastic_alpha),
         p=cfg.p,
     )
+
+
+def _shift(masks: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """(N, H, W) classes -> (N, 1, H, W) float classes + 1, to be resampled like an image:
+    0 then means "from outside the image" (``Augment._unshift`` undoes it)."""
+    return (masks + 1).unsqueeze(1).to(dtype)
 
 
 def _chosen(n: int, p: float, like: torch.Tensor) -> torch.Tensor:
