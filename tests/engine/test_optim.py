@@ -46,6 +46,45 @@ def test_each_optimiser_steps(name):
     assert not torch.equal(before, model.weight)
 
 
+@pytest.mark.parametrize("name", ["adamw", "adam"])
+def test_adam_fuses_on_a_cpu_and_makes_the_same_update(name):
+    torch.manual_seed(0)
+
+    def make() -> nn.Module:  # no bias before the norm: its gradient would be rounding noise,
+        # which Adam's division by its own size turns into full steps of either sign
+        return nn.Sequential(nn.Conv2d(2, 4, 3, bias=False), nn.BatchNorm2d(4), nn.Conv2d(4, 1, 1))
+
+    net, twin = make(), make()
+    twin.load_state_dict(net.state_dict())
+    cfg = cfg_with(f"optim.name={name}", "optim.weight_decay=0.05")
+    fused = build_optimizer(net, cfg)
+    assert all(group["fused"] for group in fused.param_groups)
+    unfused = torch.optim.AdamW if name == "adamw" else torch.optim.Adam
+    reference = unfused(
+        parameter_groups(twin, 0.05), lr=cfg.optim.lr, betas=cfg.optim.betas, foreach=False
+    )
+    x = torch.randn(4, 2, 8, 8)
+    for _ in range(3):
+        for model, optimizer in ((net, fused), (twin, reference)):
+            optimizer.zero_grad()
+            model(x).square().mean().backward()
+            optimizer.step()
+    for a, b in zip(net.parameters(), twin.parameters(), strict=True):
+        assert torch.allclose(a, b, atol=1e-6)
+    assert not torch.allclose(net[0].weight, torch.zeros(())), "the weights moved"
+
+
+def test_sgd_and_integer_parameters_are_not_fused():
+    net = nn.Linear(3, 2)
+    assert not build_optimizer(net, cfg_with("optim.name=sgd")).param_groups[0].get("fused")
+    half = nn.Linear(3, 2).to(torch.float16)
+    assert build_optimizer(half, cfg_with()).param_groups[0]["fused"]
+    assert build_optimizer(nn.Linear(3, 2).to("meta"), cfg_with()).param_groups[0]["fused"] in (
+        None,
+        False,
+    )
+
+
 def test_warmup_then_cosine_and_poly_reach_min_lr():
     for name in ("cosine", "warmup_cosine", "poly"):
         cfg = cfg_with(f"schedule.name={name}", "train.epochs=10", "schedule.warmup_epochs=2")

@@ -21,14 +21,20 @@ from torch.optim.lr_scheduler import LambdaLR, ReduceLROnPlateau
 
 from seglab.config import Config
 
-OptimizerFactory = Callable[[list[dict[str, Any]], Config], torch.optim.Optimizer]
+# (parameter groups, config, fused) -> optimiser; ``fused`` only where the factory can fuse
+OptimizerFactory = Callable[[list[dict[str, Any]], Config, bool], torch.optim.Optimizer]
 _OPTIMIZERS: dict[str, OptimizerFactory] = {
-    "adamw": lambda groups, cfg: torch.optim.AdamW(groups, lr=cfg.optim.lr, betas=cfg.optim.betas),
-    "adam": lambda groups, cfg: torch.optim.Adam(groups, lr=cfg.optim.lr, betas=cfg.optim.betas),
-    "sgd": lambda groups, cfg: torch.optim.SGD(
+    "adamw": lambda groups, cfg, fused: torch.optim.AdamW(
+        groups, lr=cfg.optim.lr, betas=cfg.optim.betas, fused=fused or None
+    ),
+    "adam": lambda groups, cfg, fused: torch.optim.Adam(
+        groups, lr=cfg.optim.lr, betas=cfg.optim.betas, fused=fused or None
+    ),
+    "sgd": lambda groups, cfg, fused: torch.optim.SGD(
         groups, lr=cfg.optim.lr, momentum=cfg.optim.momentum, nesterov=cfg.optim.momentum > 0
     ),
 }
+_FUSABLE = ("adam", "adamw")
 
 
 def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, Any]]:
@@ -44,8 +50,22 @@ def parameter_groups(model: nn.Module, weight_decay: float) -> list[dict[str, An
 
 
 def build_optimizer(model: nn.Module, cfg: Config) -> torch.optim.Optimizer:
-    """The configured optimiser; no weight decay on norms and biases."""
-    return _OPTIMIZERS[cfg.optim.name](parameter_groups(model, cfg.optim.weight_decay), cfg)
+    """The configured optimiser; no weight decay on norms and biases.
+
+    Adam and AdamW take torch's fused implementation (one kernel over all parameters)
+    where every parameter is a floating-point tensor on a CPU or CUDA device; it is the
+    same update, rounded in another order. For the 0.49 M weights of ``configs/lucchi.yaml``
+    a step took 0.52 instead of 1.85 ms on a 2-core CPU (docs/benchmarks.md).
+    """
+    groups = parameter_groups(model, cfg.optim.weight_decay)
+    fused = cfg.optim.name in _FUSABLE and _fusable([p for g in groups for p in g["params"]])
+    return _OPTIMIZERS[cfg.optim.name](groups, cfg, fused)
+
+
+def _fusable(params: list[torch.Tensor]) -> bool:
+    return bool(params) and all(
+        p.device.type in ("cpu", "cuda") and p.is_floating_point() for p in params
+    )
 
 
 # --------------------------------------------------------------------------- schedules
