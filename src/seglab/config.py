@@ -218,6 +218,11 @@ class LossConfig(Section):
     tversky_alpha: float = Field(0.3, ge=0.0, le=1.0)  # weight of false positives
     tversky_beta: float = Field(0.7, ge=0.0, le=1.0)  # weight of false negatives
     class_weights: list[float] | None = None  # cross-entropy weight of each class
+    # deep supervision: "output" scores each auxiliary output bilinearly upsampled to the
+    # mask; "native" at its own resolution against the mask's class shares in each of its
+    # cells (the same loss as the output repeated over each cell's pixels), without the
+    # full-resolution passes
+    aux_resolution: Literal["output", "native"] = "output"
 
     @model_validator(mode="after")
     def _valid_weights(self) -> LossConfig:

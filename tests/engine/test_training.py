@@ -2,6 +2,7 @@ import importlib.util
 
 import pytest
 import torch
+import torch.nn.functional as F
 from lightning.pytorch.loggers import CSVLogger
 
 from seglab.config import load_config
@@ -128,13 +129,43 @@ def test_deep_supervision_adds_the_halving_weighted_auxiliary_losses(tiny_config
     images, masks = torch.rand(2, 1, 32, 32), (torch.rand(2, 32, 32) > 0.7).long()
     loss = module.training_step((images, masks), 0)
     main = module.loss_fn(module(images), masks)  # same weights: the same logits again
-    aux = module.model.aux_outputs  # deepest first
-    assert len(aux) == 2
-    want = main + 0.25 * module.loss_fn(aux[0], masks) + 0.5 * module.loss_fn(aux[1], masks)
+    aux = module.model.aux_outputs  # deepest first, at 8 x 8 and 16 x 16
+    assert [a.shape[-1] for a in aux] == [8, 16]
+    up = [F.interpolate(a, size=(32, 32), mode="bilinear") for a in aux]
+    want = main + 0.25 * module.loss_fn(up[0], masks) + 0.5 * module.loss_fn(up[1], masks)
     assert torch.allclose(loss, want) and not torch.allclose(loss, main)
     module.eval()
     module(images)
     assert module.deep_supervision_loss(masks) == 0  # no auxiliary logits at inference
+
+
+def test_native_deep_supervision_scores_each_output_on_its_own_cells(tiny_config):
+    from seglab.engine.module import SegModule
+
+    cfg = tiny_config.model_copy(deep=True)
+    cfg.model.deep_supervision = True
+    cfg.model.depth = 3
+    cfg.loss.aux_resolution = "native"
+    torch.manual_seed(0)
+    module = SegModule(create_model(cfg.model), cfg).train()
+    images, masks = torch.rand(2, 1, 30, 27), (torch.rand(2, 30, 27) > 0.7).long()
+    loss = module.training_step((images, masks), 0)
+    main = module.loss_fn(module(images), masks)
+    aux = module.model.aux_outputs  # the input is padded to 32 x 32: 8 x 8 and 16 x 16 cells
+
+    def repeated(a: torch.Tensor) -> torch.Tensor:  # each logit over its cell's pixels
+        factor = 32 // a.shape[-1]
+        full = a.repeat_interleave(factor, dim=-2).repeat_interleave(factor, dim=-1)
+        return full[..., :30, :27]
+
+    want = main + 0.25 * module.loss_fn(repeated(aux[0]), masks)
+    want = want + 0.5 * module.loss_fn(repeated(aux[1]), masks)
+    assert torch.allclose(loss, want, rtol=1e-5)
+    bilinear = [F.interpolate(a, size=(32, 32), mode="bilinear")[..., :30, :27] for a in aux]
+    assert not torch.allclose(
+        loss,
+        main + 0.25 * module.loss_fn(bilinear[0], masks) + 0.5 * module.loss_fn(bilinear[1], masks),
+    )
 
 
 def test_tensorboard_logger_falls_back_to_csv_with_a_warning_when_absent(

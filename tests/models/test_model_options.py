@@ -78,7 +78,14 @@ def test_deep_supervision_exposes_aux_logits_in_training_only(cfg):
     out = model.train()(x)
     assert isinstance(out, torch.Tensor) and out.shape == (2, 2, 45, 70)
     assert len(model.aux_outputs) >= 1
-    assert all(a.shape == out.shape for a in model.aux_outputs)
+    # each at its stage's own resolution: a coarse grid of equal cells over the padded input
+    extent = model.aux_extent
+    assert extent[0] >= 45 and extent[1] >= 70
+    for a in model.aux_outputs:
+        assert a.shape[:2] == (2, 2) and a.shape[-1] < 70
+        assert extent[0] % a.shape[-2] == 0 and extent[1] % a.shape[-1] == 0
+    sizes = [a.shape[-1] for a in model.aux_outputs]
+    assert sizes == sorted(sizes)  # deepest first
     sum(a.mean() for a in model.aux_outputs).backward()
     with torch.no_grad():
         model.eval()(x)
@@ -272,7 +279,9 @@ def test_space_to_depth_deep_supervision_and_channels_last_train():
     x = torch.randn(2, 1, 33, 40).contiguous(memory_format=torch.channels_last)
     out = model.to(memory_format=torch.channels_last)(x)
     assert out.shape == (2, 1, 33, 40)
-    assert [a.shape for a in model.aux_outputs] == [out.shape]
+    # padded to 40 x 40, folded to 20 x 20, the stage above the bottleneck at 10 x 10
+    assert [a.shape for a in model.aux_outputs] == [(2, 1, 10, 10)]
+    assert model.aux_extent == (40, 40)
     (out.mean() + model.aux_outputs[0].mean()).backward()
     assert all(p.grad is not None for p in model.parameters())
 

@@ -26,7 +26,9 @@ from seglab.engine.memory_format import probe_memory_format
 from seglab.engine.optim import build_optimizer, build_scheduler, lr_factor  # noqa: F401
 from seglab.engine.rng import capture_rng, restore_rng
 from seglab.losses import create_loss, probabilities
+from seglab.losses.functional import pool_target
 from seglab.metrics import SegMetrics
+from seglab.models.blocks import upsample_to
 
 Batch = tuple[torch.Tensor, torch.Tensor]
 log = logging.getLogger("seglab")
@@ -147,13 +149,31 @@ class SegModule(L.LightningModule):
     def deep_supervision_loss(self, masks: torch.Tensor) -> torch.Tensor | float:
         """The loss of the auxiliary logits a model with ``deep_supervision`` left behind.
 
-        ``model.aux_outputs`` lists them deepest first; the stage next to the output
-        weighs 0.5, the one below 0.25, and so on. 0 when there are none.
+        ``model.aux_outputs`` lists them deepest first, each at its own resolution over the
+        model's padded input (``model.aux_extent``); the stage next to the output weighs
+        0.5, the one below 0.25, and so on. 0 when there are none. ``loss.aux_resolution``
+        says where each is scored: upsampled to the mask, or at its own resolution against
+        the mask pooled over its cells (where the cells divide the padded input evenly).
         """
         aux = getattr(self.model, "aux_outputs", None) or []
-        return sum(
-            0.5**k * self.loss_fn(logits, masks) for k, logits in enumerate(reversed(aux), 1)
-        )
+        if not aux:
+            return 0.0
+        height, width = masks.shape[-2:]
+        extent = getattr(self.model, "aux_extent", None) or (height, width)
+        total = 0.0
+        for k, logits in enumerate(reversed(aux), 1):
+            cells = logits.shape[-2:]
+            if self.cfg.loss.aux_resolution == "native" and not (
+                extent[0] % cells[0] or extent[1] % cells[1]
+            ):
+                target = pool_target(
+                    masks, cells, self.cfg.model.num_classes, self.cfg.data.ignore_index, extent
+                )
+                total = total + 0.5**k * self.loss_fn(logits, target)
+            else:
+                full = upsample_to(logits, extent)[..., :height, :width]
+                total = total + 0.5**k * self.loss_fn(full, masks)
+        return total
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         images, masks = batch

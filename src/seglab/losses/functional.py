@@ -5,13 +5,102 @@ channels mean softmax over classes. Pixels whose target is ``ignore_index``
 count nowhere: not in a mean, not in a Dice overlap. Pixel losses average over
 the kept pixels; region losses (Dice, Jaccard, Tversky) pool the kept pixels
 of the whole batch per channel and average the channels.
+
+The target may also be a :class:`PooledTarget` (:func:`pool_target`): the class
+fractions of a class map over the cells of a coarser grid, for logits at that
+grid's resolution (deep supervision at each output's own resolution). Every loss
+then equals the loss of the same logits repeated over each cell's pixels (nearest
+upsampling) against the full-resolution map, without computing it at full resolution.
 """
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import torch
 import torch.nn.functional as F
 from torchvision.ops import sigmoid_focal_loss
+
+
+class PooledTarget(NamedTuple):
+    """A class map pooled over the cells of a coarser grid.
+
+    ``fractions`` (N, K, h, w): the share of each class among a cell's kept pixels,
+    K = 2 (background, foreground) for one output channel, else the classes;
+    ``keep`` (N, h, w): the share of the cell's pixels that count; ``area``: pixels
+    per cell.
+    """
+
+    fractions: torch.Tensor
+    keep: torch.Tensor
+    area: int
+
+
+def pool_target(
+    target: torch.Tensor,
+    size: tuple[int, int] | torch.Size,
+    channels: int,
+    ignore_index: int | None = None,
+    extent: tuple[int, int] | torch.Size | None = None,
+) -> PooledTarget:
+    """Pool an (N, H, W) class map over a ``size`` grid of equal cells.
+
+    ``extent`` (at least H x W; default H x W) is the area the grid covers, the class
+    map padded at the bottom and right with pixels that do not count (a model that pads
+    its input to a multiple). Each side of ``extent`` must be a multiple of ``size``'s.
+    """
+    height, width = target.shape[-2:]
+    ext_h, ext_w = (height, width) if extent is None else (int(extent[0]), int(extent[1]))
+    cells_h, cells_w = int(size[0]), int(size[1])
+    if ext_h < height or ext_w < width or ext_h % cells_h or ext_w % cells_w:
+        raise ValueError(
+            f"cannot pool a {height}x{width} class map padded to {ext_h}x{ext_w} "
+            f"into {cells_h}x{cells_w} equal cells"
+        )
+    kernel = (ext_h // cells_h, ext_w // cells_w)
+    keep = valid_mask(target, ignore_index)
+    # planes to pool: the kept pixels of each class, then the kept pixels
+    if channels == 1:  # binary: the foreground is enough, the background is the rest
+        planes = torch.stack([(target == 1) & keep, keep], dim=1).float()
+    else:
+        classes = F.one_hot(target.clamp(0, channels - 1), channels) & keep.unsqueeze(-1)
+        planes = torch.cat([classes, keep.unsqueeze(-1)], dim=-1).permute(0, 3, 1, 2).float()
+    padding = (0, ext_w - width, 0, ext_h - height)
+    pooled = F.avg_pool2d(F.pad(planes, padding) if any(padding) else planes, kernel)
+    counts, kept = pooled[:, :-1], pooled[:, -1:]
+    if channels == 1:
+        counts = torch.cat([kept - counts, counts], dim=1)
+    fractions = counts / kept.clamp(min=1e-12)
+    return PooledTarget(fractions, kept[:, 0], kernel[0] * kernel[1])
+
+
+def _pooled_pixel_mean(
+    per_class: torch.Tensor,
+    target: PooledTarget,
+    logits: torch.Tensor,
+    class_weights: list[float] | None,
+    normalise_by_weight: bool,
+) -> torch.Tensor:
+    """Mean over kept pixels of a pixel loss given for each class (N, K, h, w).
+
+    A cell's pixels of class k each add ``per_class[:, k]`` (times the class weight);
+    the mean divides by the kept pixels, or by their summed class weights.
+    """
+    fractions = target.fractions.to(per_class.dtype)
+    keep = target.keep.to(per_class.dtype)
+    if class_weights is not None:
+        weights = torch.tensor(class_weights, dtype=per_class.dtype, device=per_class.device)
+        fractions = fractions * weights.view(1, -1, 1, 1)
+    total = ((fractions * per_class).sum(1) * keep).sum()
+    norm = (fractions.sum(1) * keep).sum() if normalise_by_weight else keep.sum()
+    return total / norm if norm > 0 else logits.sum() * 0.0
+
+
+def _class_log_probs(logits: torch.Tensor) -> torch.Tensor:
+    """log p of each class (N, K, h, w): K = 2 (background, foreground) for one channel."""
+    if logits.shape[1] == 1:
+        return torch.cat([F.logsigmoid(-logits), F.logsigmoid(logits)], dim=1)
+    return logits.log_softmax(dim=1)
 
 
 def probabilities(logits: torch.Tensor) -> torch.Tensor:
@@ -48,6 +137,9 @@ def cross_entropy(
     class_weights: list[float] | None = None,
 ) -> torch.Tensor:
     """Binary (sigmoid) or multi-class (softmax) cross-entropy, class-weighted mean."""
+    if isinstance(target, PooledTarget):
+        per_class = -_class_log_probs(logits.float())
+        return _pooled_pixel_mean(per_class, target, logits, class_weights, True)
     keep = valid_mask(target, ignore_index)
     if logits.shape[1] == 1:
         truth = (target == 1).to(logits.dtype)  # float32 targets would round float64 logits
@@ -83,6 +175,15 @@ def focal_loss(
     (torchvision's ``sigmoid_focal_loss``). Multi-class: a_t is the class
     weight of the true class (1 without class_weights).
     """
+    if isinstance(target, PooledTarget):
+        log_p = _class_log_probs(logits.float())
+        per_class = -((1 - log_p.exp()) ** gamma) * log_p
+        if logits.shape[1] == 1:  # torchvision's alpha: a on the foreground, 1 - a elsewhere
+            if alpha is not None and alpha >= 0:
+                alphas = torch.tensor([1 - alpha, alpha], device=per_class.device)
+                per_class = per_class * alphas.view(1, 2, 1, 1)
+            return _pooled_pixel_mean(per_class, target, logits, None, False)
+        return _pooled_pixel_mean(per_class, target, logits, class_weights, False)
     keep = valid_mask(target, ignore_index).float()
     if logits.shape[1] == 1:
         truth = (target == 1).to(logits.dtype)
@@ -102,6 +203,13 @@ def _region_terms(
     logits: torch.Tensor, target: torch.Tensor, ignore_index: int | None
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """Soft TP, FP, FN per channel, kept pixels pooled over the batch."""
+    if isinstance(target, PooledTarget):  # each cell counts for its pixels
+        probs = probabilities(logits.float())
+        truth = target.fractions[:, 1:] if logits.shape[1] == 1 else target.fractions
+        weight = target.keep.unsqueeze(1) * target.area
+        dims = (0, 2, 3)
+        tp = (probs * truth * weight).sum(dims)
+        return tp, (probs * weight).sum(dims) - tp, (truth * weight).sum(dims) - tp
     probs = probabilities(logits)
     truth = one_hot(target, logits.shape[1])
     if ignore_index is not None:

@@ -54,6 +54,10 @@ class WithFrontend(nn.Module):
     def aux_outputs(self) -> list[torch.Tensor]:
         return getattr(self.body, "aux_outputs", [])
 
+    @property
+    def aux_extent(self) -> tuple[int, int] | None:
+        return getattr(self.body, "aux_extent", None)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.body(self.frontend(x))
 

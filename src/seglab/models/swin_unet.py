@@ -16,7 +16,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from seglab.config import ModelConfig
-from seglab.models.blocks import pad_to_multiple, upsample_to
+from seglab.models.blocks import pad_to_multiple
 from seglab.models.registry import register_model
 
 PATCH = 4
@@ -210,6 +210,7 @@ class SwinUNet(nn.Module):
             else None
         )
         self.aux_outputs: list[torch.Tensor] = []
+        self.aux_extent: tuple[int, int] | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         height, width = x.shape[-2:]
@@ -228,9 +229,10 @@ class SwinUNet(nn.Module):
         logits = self.head(self.final_expand(y).permute(0, 3, 1, 2))
         if self.aux_heads is not None and self.training:
             self.aux_outputs = [
-                upsample_to(head(d).permute(0, 3, 1, 2), x.shape[-2:])[..., :height, :width]
+                head(d).permute(0, 3, 1, 2)
                 for head, d in zip(self.aux_heads, decoded, strict=False)
             ]
+            self.aux_extent = tuple(x.shape[-2:])
         else:
             self.aux_outputs = []
         return logits[..., :height, :width]

@@ -23,8 +23,8 @@ class UNetDecoder(nn.Module):
 
     Stage ``i`` (feature ``i`` as skip) has ``base * 2**(i+1)`` channels, the final
     full-resolution stage ``base``. ``cbam`` adds CBAM attention after every stage.
-    With ``deep_supervision`` the stages above the last get 1x1 heads whose logits
-    (resized to the output) land in ``aux_outputs`` in training mode.
+    With ``deep_supervision`` the stages above the last get 1x1 heads whose logits, at
+    each stage's own resolution, land in ``aux_outputs`` in training mode.
     """
 
     def __init__(
@@ -65,10 +65,7 @@ class UNetDecoder(nn.Module):
             decoded.append(y)
         y = self.final(torch.cat([stem, upsample_to(y, stem.shape[-2:])], dim=1))
         if self.aux_heads is not None and self.training:
-            self.aux_outputs = [
-                upsample_to(head(d), stem.shape[-2:])
-                for head, d in zip(self.aux_heads, decoded, strict=True)
-            ]
+            self.aux_outputs = [head(d) for head, d in zip(self.aux_heads, decoded, strict=True)]
         else:
             self.aux_outputs = []
         return self.head(y)
@@ -89,6 +86,7 @@ class EncoderDecoder(nn.Module):
         self.bottleneck = bottleneck if bottleneck is not None else nn.Identity()
         self.stem = stem
         self.decoder = decoder
+        self.aux_extent: tuple[int, int] | None = None  # the padded input aux_outputs cover
 
     @property
     def aux_outputs(self) -> list[torch.Tensor]:
@@ -97,12 +95,10 @@ class EncoderDecoder(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         height, width = x.shape[-2:]
         x = self.encoder.pad_input(x)
+        self.aux_extent = tuple(x.shape[-2:])
         features = self.encoder(x)
         features[-1] = self.bottleneck(features[-1])
-        logits = self.decoder(features, self.stem(x))[..., :height, :width]
-        if self.decoder.aux_outputs:
-            self.decoder.aux_outputs = [a[..., :height, :width] for a in self.decoder.aux_outputs]
-        return logits
+        return self.decoder(features, self.stem(x))[..., :height, :width]
 
 
 def build_timm_unet(

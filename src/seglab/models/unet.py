@@ -24,7 +24,6 @@ from seglab.models.blocks import (
     ResidualConvBlock,
     SqueezeExcite,
     pad_to_multiple,
-    upsample_to,
 )
 from seglab.models.registry import register_model
 
@@ -38,8 +37,9 @@ class UNet(nn.Module):
     internally and the output is cropped back to the input size. ``widths`` (depth + 1
     channel counts, full resolution first) replaces the doubling of ``base_channels``
     from level to level. With ``deep_supervision`` the decoder stages above the last one
-    get 1x1 heads; in training mode their logits (resized to the input) are left in
-    ``aux_outputs``, deepest first, while ``forward`` still returns the main logits only.
+    get 1x1 heads; in training mode their logits, at each stage's own resolution, are left
+    in ``aux_outputs``, deepest first (``aux_extent``: the padded input they cover), while
+    ``forward`` still returns the main logits only.
     ``space_to_depth`` = f > 1 folds each f x f block of input pixels into channels
     (``pixel_unshuffle``), runs the U-Net on the f-times smaller image, and unfolds f*f
     logits per position back into one per pixel (``pixel_shuffle``): the output keeps the
@@ -108,6 +108,7 @@ class UNet(nn.Module):
                 nn.Conv2d(widths[i], num_classes, 1) for i in reversed(range(1, depth))
             )
         self.aux_outputs: list[torch.Tensor] = []
+        self.aux_extent: tuple[int, int] | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         height, width = x.shape[-2:]
@@ -137,10 +138,8 @@ class UNet(nn.Module):
                 y = se_up[i](y)
             decoded.append(y)
         if aux_heads is not None and self.training:
-            self.aux_outputs = [
-                upsample_to(head(d), padded)[..., :height, :width]
-                for head, d in zip(aux_heads, decoded, strict=False)
-            ]
+            self.aux_outputs = [head(d) for head, d in zip(aux_heads, decoded, strict=False)]
+            self.aux_extent = tuple(padded)
         else:
             self.aux_outputs = []
         logits = self.head(y)
