@@ -26,7 +26,7 @@ from seglab.engine.memory_format import probe_memory_format
 from seglab.engine.optim import build_optimizer, build_scheduler, lr_factor  # noqa: F401
 from seglab.engine.rng import capture_rng, restore_rng
 from seglab.losses import create_loss, probabilities
-from seglab.losses.functional import pool_target
+from seglab.losses.functional import cells_divide, pool_target
 from seglab.metrics import SegMetrics
 from seglab.models.blocks import upsample_to
 
@@ -156,24 +156,24 @@ class SegModule(L.LightningModule):
         the mask pooled over its cells (where the cells divide the padded input evenly).
         """
         aux = getattr(self.model, "aux_outputs", None) or []
-        if not aux:
-            return 0.0
+        extent = getattr(self.model, "aux_extent", None) or masks.shape[-2:]
+        return sum(
+            0.5**k * self._aux_loss(logits, masks, extent)
+            for k, logits in enumerate(reversed(aux), 1)
+        )
+
+    def _aux_loss(
+        self, logits: torch.Tensor, masks: torch.Tensor, extent: tuple[int, int]
+    ) -> torch.Tensor:
+        """One auxiliary output's loss, where ``loss.aux_resolution`` says to score it."""
+        if self.cfg.loss.aux_resolution == "native" and cells_divide(extent, logits.shape[-2:]):
+            cfg = self.cfg
+            target = pool_target(
+                masks, logits.shape[-2:], cfg.model.num_classes, cfg.data.ignore_index, extent
+            )
+            return self.loss_fn(logits, target)
         height, width = masks.shape[-2:]
-        extent = getattr(self.model, "aux_extent", None) or (height, width)
-        total = 0.0
-        for k, logits in enumerate(reversed(aux), 1):
-            cells = logits.shape[-2:]
-            if self.cfg.loss.aux_resolution == "native" and not (
-                extent[0] % cells[0] or extent[1] % cells[1]
-            ):
-                target = pool_target(
-                    masks, cells, self.cfg.model.num_classes, self.cfg.data.ignore_index, extent
-                )
-                total = total + 0.5**k * self.loss_fn(logits, target)
-            else:
-                full = upsample_to(logits, extent)[..., :height, :width]
-                total = total + 0.5**k * self.loss_fn(full, masks)
-        return total
+        return self.loss_fn(upsample_to(logits, extent)[..., :height, :width], masks)
 
     def validation_step(self, batch: Batch, batch_idx: int) -> None:
         images, masks = batch

@@ -36,6 +36,11 @@ class PooledTarget(NamedTuple):
     area: int
 
 
+def cells_divide(extent: tuple[int, int] | torch.Size, size: tuple[int, int] | torch.Size) -> bool:
+    """Whether a ``size`` grid splits ``extent`` into equal cells, as :func:`pool_target` needs."""
+    return extent[0] % size[0] == 0 and extent[1] % size[1] == 0
+
+
 def pool_target(
     target: torch.Tensor,
     size: tuple[int, int] | torch.Size,
@@ -52,7 +57,7 @@ def pool_target(
     height, width = target.shape[-2:]
     ext_h, ext_w = (height, width) if extent is None else (int(extent[0]), int(extent[1]))
     cells_h, cells_w = int(size[0]), int(size[1])
-    if ext_h < height or ext_w < width or ext_h % cells_h or ext_w % cells_w:
+    if ext_h < height or ext_w < width or not cells_divide((ext_h, ext_w), (cells_h, cells_w)):
         raise ValueError(
             f"cannot pool a {height}x{width} class map padded to {ext_h}x{ext_w} "
             f"into {cells_h}x{cells_w} equal cells"
