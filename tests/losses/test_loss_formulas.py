@@ -12,6 +12,7 @@ from seglab.config import LossConfig
 from seglab.errors import SeglabError
 from seglab.losses import (
     available_losses,
+    binary_ce_dice,
     create_loss,
     cross_entropy,
     focal_loss,
@@ -278,3 +279,50 @@ def test_without_an_ignore_index_the_losses_are_the_same_as_with_nothing_ignored
         plain = create_loss(cfg, logits.shape[1], None)(logits, target)
         masked = create_loss(cfg, logits.shape[1], IGNORE)(logits, target)
         assert float(plain) == pytest.approx(float(masked), rel=1e-5, abs=1e-7)
+
+
+@FAST
+@given(batches(binary=True), st.sampled_from([0.0, 1.0]), st.booleans())
+def test_fused_ce_dice_has_the_value_and_gradient_of_its_terms(batch, smooth, ignoring):
+    logits, target = batch
+    ignore = IGNORE if ignoring else None
+    if not ignoring:
+        target = target.clamp(max=1)
+    fused_in, terms_in = logits.clone().requires_grad_(), logits.clone().requires_grad_()
+    fused = binary_ce_dice(fused_in, target, 0.3, 0.7, smooth=smooth, ignore_index=ignore)
+    terms = 0.3 * cross_entropy(terms_in, target, ignore) + 0.7 * soft_dice_loss(
+        terms_in, target, smooth=smooth, ignore_index=ignore
+    )
+    fused.backward()
+    terms.backward()
+    assert fused.item() == pytest.approx(terms.item(), abs=1e-10)
+    torch.testing.assert_close(fused_in.grad, terms_in.grad, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["bce_dice", "dice_ce"])
+def test_binary_ce_dice_pairs_match_their_terms_with_ignored_pixels(name):
+    g = torch.Generator().manual_seed(3)
+    logits = torch.randn(2, 1, 9, 7, generator=g, dtype=torch.float64, requires_grad=True)
+    target = torch.randint(0, 2, (2, 9, 7), generator=g)
+    target[0, :3] = IGNORE
+    cfg = LossConfig(name=name, weights=[0.25, 1.5])
+    first, second = name.split("_")
+    terms = create_loss(LossConfig(name="sum", terms={first: 0.25, second: 1.5}), 1, IGNORE)
+    pair = create_loss(cfg, 1, IGNORE)
+    pair_loss, terms_loss = pair(logits, target), terms(logits, target)
+    (grad_pair,) = torch.autograd.grad(pair_loss, logits)
+    (grad_terms,) = torch.autograd.grad(terms_loss, logits)
+    assert pair_loss.item() == pytest.approx(terms_loss.item(), rel=1e-12)
+    torch.testing.assert_close(grad_pair, grad_terms)
+
+
+def test_fused_ce_dice_scores_bfloat16_logits_in_float32_under_autocast():
+    g = torch.Generator().manual_seed(4)
+    logits = (torch.randn(4, 1, 64, 64, generator=g) * 3).bfloat16()
+    target = torch.randint(0, 2, (4, 64, 64), generator=g)
+    exact = logits.double()
+    reference = 0.5 * cross_entropy(exact, target) + 0.5 * soft_dice_loss(exact, target)
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # as in bf16-mixed training
+        fused = binary_ce_dice(logits, target, 0.5, 0.5, ignore_index=IGNORE)
+    assert fused.dtype == torch.float32
+    assert fused.item() == pytest.approx(reference.item(), rel=1e-6)

@@ -7,6 +7,7 @@ weights. The functions themselves live in :mod:`seglab.losses.functional`.
 
 from seglab.losses import modules as _modules  # noqa: F401 - registers the losses
 from seglab.losses.functional import (
+    binary_ce_dice,
     cross_entropy,
     focal_loss,
     one_hot,
@@ -20,6 +21,7 @@ from seglab.losses.registry import available_losses, create_loss, register_loss
 
 __all__ = [
     "available_losses",
+    "binary_ce_dice",
     "create_loss",
     "cross_entropy",
     "focal_loss",

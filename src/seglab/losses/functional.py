@@ -15,7 +15,7 @@ upsampling) against the full-resolution map, without computing it at full resolu
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -225,6 +225,101 @@ def _region_terms(
     # FP = sum p(1 - t) = sum p - TP and FN = sum (1 - p)t = sum t - TP: one product over
     # the pixels instead of three (the loss runs once per deep-supervision output per step)
     return tp, probs.sum(dims) - tp, truth.sum(dims) - tp
+
+
+class _BinaryCeDice(torch.autograd.Function):
+    """``a * BCE + b * soft Dice`` of one logit map, with the gradient written out.
+
+    Autograd through the two losses apart runs a sigmoid, masks and products per term,
+    and as many passes again backwards. Here the forward is one sigmoid, one softplus and
+    dot products; the backward is one expression over the pixels.
+    """
+
+    @staticmethod
+    def forward(  # noqa: PLR0913 - autograd passes the inputs one by one
+        ctx: Any,
+        x: torch.Tensor,
+        truth: torch.Tensor,
+        keep: torch.Tensor | None,
+        ce_weight: float,
+        dice_weight: float,
+        smooth: float,
+    ) -> torch.Tensor:
+        # autocast would run the dot products below in bfloat16: slowly, and rounded
+        with torch.autocast(x.device.type, enabled=False):
+            return _BinaryCeDice._forward(ctx, x, truth, keep, ce_weight, dice_weight, smooth)
+
+    @staticmethod
+    def _forward(  # noqa: PLR0913
+        ctx: Any,
+        x: torch.Tensor,
+        truth: torch.Tensor,
+        keep: torch.Tensor | None,
+        ce_weight: float,
+        dice_weight: float,
+        smooth: float,
+    ) -> torch.Tensor:
+        probs = torch.sigmoid(x)
+        flat_x, flat_t, flat_p = x.reshape(-1), truth.reshape(-1), probs.reshape(-1)
+        # BCE with logits is softplus(x) - x t. With nothing kept every sum below is 0:
+        # the loss is the terms' own value for that case (0, or 1 for Dice without
+        # smoothing) and the gradient 0
+        if keep is None:
+            kept = x.new_tensor(float(x.numel()))
+            softplus, prob_sum = F.softplus(flat_x).sum(), flat_p.sum()
+        else:
+            flat_k = keep.reshape(-1)
+            kept = flat_k.sum().clamp(min=1)
+            softplus, prob_sum = F.softplus(flat_x) @ flat_k, flat_p @ flat_k
+        bce = (softplus - flat_x @ flat_t) / kept
+        numerator = 2 * (flat_p @ flat_t) + smooth
+        total = prob_sum + flat_t.sum() + smooth  # 2 TP + FP + FN over the kept pixels
+        denominator = total.clamp(min=1e-12)  # the clamp passes no gradient to the total
+        ctx.save_for_backward(probs, truth, keep, ce_weight / kept, numerator, denominator)
+        ctx.dice_weight, ctx.clamped = dice_weight, total <= 1e-12
+        return ce_weight * bce + dice_weight * (1.0 - numerator / denominator)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        probs, truth, keep, ce_coef, numerator, denominator = ctx.saved_tensors
+        # on the kept pixels d BCE / dx = (p - t) / kept, d Dice-loss / dp = (n - 2 t d) / d^2
+        # (n, d: numerator, denominator) and dp / dx = p (1 - p); t is 0 off them
+        dice_coef = ctx.dice_weight / denominator**2
+        on_kept = torch.where(ctx.clamped, 0.0, numerator) * dice_coef
+        on_truth = 2 * dice_coef * denominator
+        slope = probs * (1 - probs)
+        if keep is None:
+            per_pixel = slope * (on_kept - on_truth * truth) + ce_coef * (probs - truth)
+        else:
+            dice_part = slope * (on_kept * keep - on_truth * truth)
+            per_pixel = dice_part + ce_coef * (probs * keep - truth)
+        return per_pixel * grad, None, None, None, None, None
+
+
+def binary_ce_dice(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    ce_weight: float,
+    dice_weight: float,
+    smooth: float = 1.0,
+    ignore_index: int | None = None,
+) -> torch.Tensor:
+    """``ce_weight * cross_entropy + dice_weight * soft_dice_loss`` for one logit channel.
+
+    The same value and gradient as the two functions (up to rounding), computed from one
+    sigmoid in one autograd node; reduced-precision logits are scored in float32.
+    """
+    if logits.shape[1] != 1:
+        raise ValueError(f"binary_ce_dice needs one logit channel, got {logits.shape[1]}")
+    x = logits[:, 0]
+    if x.dtype in (torch.float16, torch.bfloat16):
+        x = x.float()
+    keep = None
+    truth = target == 1
+    if ignore_index is not None:
+        kept = target != ignore_index
+        truth, keep = truth & kept, kept.to(x.dtype)
+    return _BinaryCeDice.apply(x, truth.to(x.dtype), keep, ce_weight, dice_weight, smooth)
 
 
 def tversky_loss(

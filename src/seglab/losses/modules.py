@@ -101,10 +101,39 @@ def weighted_sum(
     return WeightedSum(terms, weights)
 
 
+class CeDiceSum(WeightedSum):
+    """Cross-entropy plus soft Dice, weighted.
+
+    With one output channel, no class weights and a class map at the logits' resolution
+    (the usual binary case), both terms come from :func:`Fn.binary_ce_dice`: one sigmoid
+    and one autograd node instead of two losses' worth of passes, the same value and
+    gradient. Anything else goes term by term.
+    """
+
+    def __init__(
+        self, cfg: LossConfig, num_classes: int, ignore_index: int | None, weights: dict[str, float]
+    ) -> None:
+        super().__init__(dict(weighted_sum(cfg, num_classes, ignore_index, weights).terms), weights)
+        ce = next(name for name in weights if name != "dice")
+        self.ce_weight, self.dice_weight = weights[ce], weights["dice"]
+        self.fused = num_classes == 1 and cfg.class_weights is None
+        self.smooth, self.ignore_index = cfg.smooth, ignore_index
+
+    def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        if self.fused and isinstance(target, torch.Tensor) and logits.shape[1] == 1:
+            return Fn.binary_ce_dice(
+                logits, target, self.ce_weight, self.dice_weight, self.smooth, self.ignore_index
+            )
+        return super().forward(logits, target)
+
+
 def _pair(first: str, second: str, default: tuple[float, float]):  # noqa: ANN202
     def factory(cfg: LossConfig, num_classes: int, ignore_index: int | None) -> nn.Module:
         w = cfg.weights or default
-        return weighted_sum(cfg, num_classes, ignore_index, {first: w[0], second: w[1]})
+        weights = {first: w[0], second: w[1]}
+        if {first, second} in ({"bce", "dice"}, {"ce", "dice"}):
+            return CeDiceSum(cfg, num_classes, ignore_index, weights)
+        return weighted_sum(cfg, num_classes, ignore_index, weights)
 
     return factory
 
