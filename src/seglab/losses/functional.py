@@ -247,37 +247,25 @@ class _BinaryCeDice(torch.autograd.Function):
     ) -> torch.Tensor:
         # autocast would run the dot products below in bfloat16: slowly, and rounded
         with torch.autocast(x.device.type, enabled=False):
-            return _BinaryCeDice._forward(ctx, x, truth, keep, ce_weight, dice_weight, smooth)
-
-    @staticmethod
-    def _forward(  # noqa: PLR0913
-        ctx: Any,
-        x: torch.Tensor,
-        truth: torch.Tensor,
-        keep: torch.Tensor | None,
-        ce_weight: float,
-        dice_weight: float,
-        smooth: float,
-    ) -> torch.Tensor:
-        probs = torch.sigmoid(x)
-        flat_x, flat_t, flat_p = x.reshape(-1), truth.reshape(-1), probs.reshape(-1)
-        # BCE with logits is softplus(x) - x t. With nothing kept every sum below is 0:
-        # the loss is the terms' own value for that case (0, or 1 for Dice without
-        # smoothing) and the gradient 0
-        if keep is None:
-            kept = x.new_tensor(float(x.numel()))
-            softplus, prob_sum = F.softplus(flat_x).sum(), flat_p.sum()
-        else:
-            flat_k = keep.reshape(-1)
-            kept = flat_k.sum().clamp(min=1)
-            softplus, prob_sum = F.softplus(flat_x) @ flat_k, flat_p @ flat_k
-        bce = (softplus - flat_x @ flat_t) / kept
-        numerator = 2 * (flat_p @ flat_t) + smooth
-        total = prob_sum + flat_t.sum() + smooth  # 2 TP + FP + FN over the kept pixels
-        denominator = total.clamp(min=1e-12)  # the clamp passes no gradient to the total
-        ctx.save_for_backward(probs, truth, keep, ce_weight / kept, numerator, denominator)
-        ctx.dice_weight, ctx.clamped = dice_weight, total <= 1e-12
-        return ce_weight * bce + dice_weight * (1.0 - numerator / denominator)
+            probs = torch.sigmoid(x)
+            flat_x, flat_t, flat_p = x.reshape(-1), truth.reshape(-1), probs.reshape(-1)
+            # BCE with logits is softplus(x) - x t. With nothing kept every sum below is
+            # 0: the loss is the terms' own value for that case (0, or 1 for Dice without
+            # smoothing) and the gradient 0
+            if keep is None:
+                kept = x.new_tensor(float(x.numel()))
+                softplus, prob_sum = F.softplus(flat_x).sum(), flat_p.sum()
+            else:
+                flat_k = keep.reshape(-1)
+                kept = flat_k.sum().clamp(min=1)
+                softplus, prob_sum = F.softplus(flat_x) @ flat_k, flat_p @ flat_k
+            bce = (softplus - flat_x @ flat_t) / kept
+            numerator = 2 * (flat_p @ flat_t) + smooth
+            total = prob_sum + flat_t.sum() + smooth  # 2 TP + FP + FN over the kept pixels
+            denominator = total.clamp(min=1e-12)  # the clamp passes no gradient to the total
+            ctx.save_for_backward(probs, truth, keep, ce_weight / kept, numerator, denominator)
+            ctx.dice_weight, ctx.clamped = dice_weight, total <= 1e-12
+            return ce_weight * bce + dice_weight * (1.0 - numerator / denominator)
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
