@@ -304,8 +304,8 @@ def binary_ce_dice(
         x = x.float()
     keep = None
     truth = target == 1
-    if ignore_index is not None:
-        kept = target != ignore_index
+    if ignore_index is not None:  # without one, keep stays None: no mask to multiply by
+        kept = valid_mask(target, ignore_index)
         truth, keep = truth & kept, kept.to(x.dtype)
     return _BinaryCeDice.apply(x, truth.to(x.dtype), keep, ce_weight, dice_weight, smooth)
 
