@@ -185,6 +185,8 @@ def one_run(config: str, overrides: list[str], runs_dir: Path, system: str) -> d
         "threshold": metrics["threshold"],
         "n_test_images": metrics["n_images"],
         "run": str(trained),
+        # the code that trained it: seglab's checkout (``+dirty`` with uncommitted changes)
+        "commit": read_json(trained / "environment.json").get("git_commit"),
         "machine": f"{platform.machine()} {torch.get_num_threads()} threads, "
         + (torch.cuda.get_device_name(0) if on_gpu else "cpu"),
         "reference_step_ms": reference_ms,  # the machine's speed before the run

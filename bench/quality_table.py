@@ -16,8 +16,9 @@ only up to the last epoch that improved the validation IoU.)
 
 ``--seeds`` adds one row per run: the kept checkpoint's validation IoU at the threshold
 tuned there (with the config's TTA: what the configs' settings were chosen by), its test
-IoU, the epochs trained, the epoch it was kept from and the tuned threshold; then the mean
-over the runs of each setting.
+IoU, the epochs trained, the epoch it was kept from, the tuned threshold and the seglab
+commit that trained it; then the mean over the runs of each setting. A row whose runs come
+from more than one commit gets a note, as one over more than one pipeline does.
 """
 
 from __future__ import annotations
@@ -167,6 +168,34 @@ def mixed_pipelines(groups: dict[Key, list[dict]]) -> list[str]:
     return lines
 
 
+def commits(rows: list[dict]) -> set[str]:
+    """The seglab commits (``commit``, short) that trained ``rows``; records from before the
+    harness wrote it add none."""
+    return {short(r["commit"]) for r in rows if r.get("commit")}
+
+
+def short(commit: str | None) -> str:
+    """A commit's first 7 hex digits (``+dirty`` kept); ``-`` where a record lacks it."""
+    if not commit:
+        return "-"
+    sha, plus, dirty = commit.partition("+")
+    return sha[:7] + plus + dirty
+
+
+def mixed_commits(groups: dict[Key, list[dict]]) -> list[str]:
+    """A note for each row that averages runs of more than one commit: the same settings
+    and pipeline, but different code (a change to the network or the engine's step)."""
+    lines = []
+    for key, rows in sorted(groups.items()):
+        names = sorted(commits(rows))
+        if len(names) > 1:
+            lines.append(
+                f"note: {place(*key[:3])} {labelled(key[3], key[4])} averages runs of "
+                f"{len(names)} commits ({', '.join(names)}): split the files to compare them"
+            )
+    return lines
+
+
 def kept_epoch(record: dict) -> float | None:
     """The epoch of the weights a record scored: a re-evaluated checkpoint's
     (``quality_reeval.py --checkpoint``), else the run's kept epoch (``kept_epoch``; the
@@ -182,20 +211,20 @@ def per_seed(groups: dict[Key, list[dict]]) -> None:
     system, settings); ``-`` where a record lacks the value (older or re-evaluated)."""
     print(
         "| config | system | settings | seed | val IoU at the tuned threshold | test IoU "
-        "| epochs | kept epoch | threshold |"
+        "| epochs | kept epoch | threshold | commit |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for (config, _, _, system, changed), rows in sorted(groups.items()):
         for r in sorted(rows, key=lambda r: r["seed"]):
             print(
                 f"| {config} | {system} | {changed} | {r['seed']} "
                 f"| {number(r.get('val_iou'), 4)} | {r['test_iou']:.4f} "
                 f"| {number(r.get('epochs'), 0)} | {number(kept_epoch(r), 0)} "
-                f"| {number(r.get('threshold'), 2)} |"
+                f"| {number(r.get('threshold'), 2)} | {short(r.get('commit'))} |"
             )
         print(
             f"| {config} | {system} | {changed} | mean | {number(mean_of(rows, 'val_iou'), 4)} "
-            f"| {mean_of(rows, 'test_iou'):.4f} | {mean_of(rows, 'epochs'):.1f} | | |"
+            f"| {mean_of(rows, 'test_iou'):.4f} | {mean_of(rows, 'epochs'):.1f} | | | |"
         )
 
 
@@ -225,7 +254,7 @@ def main() -> None:
     for ours, theirs, named in gap_pairs(groups):
         gap = iou_gap(groups[ours], groups[theirs])
         print(f"{named}: seglab - {theirs[3]} = {gap:+.4f} test IoU (goal >= +0.03)")
-    for line in mixed_pipelines(groups):
+    for line in mixed_pipelines(groups) + mixed_commits(groups):
         print(line)
     if args.seeds:
         print()

@@ -81,7 +81,7 @@ def test_the_per_seed_table_shows_the_epoch_each_run_kept(bench_module, capsys):
     other["checkpoint"] = {"file": "runs/x/checkpoints/epoch_17.ckpt", "epoch": 17}
     table.per_seed({table.group_key(r): [r] for r in (best, last, other)})
     rows = [line for line in capsys.readouterr().out.splitlines() if "| 0 |" in line]
-    assert [row.rsplit("|", 4)[1:3] for row in rows] == [
+    assert [row.rsplit("|", 5)[1:3] for row in rows] == [
         [" 20 ", " 14 "],
         [" 20 ", " 17 "],
         [" 20 ", " 20 "],
@@ -133,4 +133,35 @@ def test_a_same_label_gap_over_two_known_pipelines_says_so(table_lines):
     assert gaps == [
         "lucchi 10m bf16-mixed [not one pipeline: seglab aaa, smp bbb]: seglab - smp = "
         "+0.1000 test IoU (goal >= +0.03)"
+    ]
+
+
+def test_one_label_over_different_commits_is_flagged_and_each_run_names_its_own(
+    bench_module, table_lines, capsys
+):
+    records = [
+        {**record("seglab", 0, 0.80), "pipeline": "aaa", "commit": "4b457ec" + "0" * 33},
+        {**record("seglab", 1, 0.90), "pipeline": "aaa", "commit": "0e64b33" + "1" * 33},
+        # the same commit twice, and a record from before the harness wrote it: one commit
+        {**record("smp", 0, 0.70), "pipeline": "aaa", "commit": "0e64b33" + "1" * 33 + "+dirty"},
+        {**record("smp", 1, 0.70), "pipeline": "aaa", "commit": "0e64b33" + "1" * 33 + "+dirty"},
+        {**record("smp", 2, 0.70), "pipeline": "aaa"},
+    ]
+    out = table_lines(records)
+    assert [line for line in out if line.startswith("note:")] == [
+        "note: lucchi 10m bf16-mixed seglab averages runs of 2 commits (0e64b33, 4b457ec): "
+        "split the files to compare them"
+    ]
+    table = bench_module("quality_table")
+    groups: dict = {}
+    for r in records:
+        groups.setdefault(table.group_key(r), []).append(r)
+    table.per_seed(groups)
+    rows = [line.split(" | ") for line in capsys.readouterr().out.splitlines()]
+    assert [(row[1], row[3], row[-1]) for row in rows if row[3:] and row[3].isdigit()] == [
+        ("seglab", "0", "4b457ec |"),
+        ("seglab", "1", "0e64b33 |"),
+        ("smp", "0", "0e64b33+dirty |"),
+        ("smp", "1", "0e64b33+dirty |"),
+        ("smp", "2", "- |"),
     ]
