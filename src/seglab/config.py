@@ -368,7 +368,7 @@ class EvalConfig(Section):
     blending: Literal["gaussian", "constant"] = "gaussian"
     sigma_scale: float = Field(0.125, gt=0.0, le=10.0)
     batch_windows: int = Field(4, ge=1, le=65_536)
-    tta: Literal["none", "flips", "dihedral"] = "none"
+    tta: Literal["none", "flips", "dihedral", "dihedral_shifted"] = "none"
     half_precision: bool = True
     tune_threshold: bool = True
     min_object_size: int = Field(0, ge=0, le=2**31 - 1)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 
 from seglab.inference.tta import TTA_SETS, with_tta
 
@@ -16,7 +17,8 @@ def test_every_transform_is_undone(name):
 
 
 def test_set_sizes():
-    assert [len(TTA_SETS[n]) for n in ("none", "flips", "dihedral")] == [1, 4, 8]
+    names = ("none", "flips", "dihedral", "dihedral_shifted")
+    assert [len(TTA_SETS[n]) for n in names] == [1, 4, 8, 16]
     x = torch.arange(16.0).reshape(1, 1, 4, 4)
     images = {tuple(apply(x).flatten().tolist()) for apply, _ in TTA_SETS["dihedral"]}
     assert len(images) == 8  # eight distinct symmetries
@@ -36,6 +38,28 @@ def test_equivariant_model_is_unchanged_and_tta_averages():
     assert torch.allclose(averaged[..., 0], torch.full((1, 1, 4), 0.5))
     assert torch.allclose(averaged[..., -1], torch.full((1, 1, 4), 0.5))
     assert float(averaged[..., 1:-1].abs().max()) == 0.0
+
+
+def block_mean(t: torch.Tensor) -> torch.Tensor:
+    """A model that sees 4x4 blocks, as a space-to-depth network does: each pixel gets the
+    mean of its block (the input padded to a multiple of 4, the output cut back)."""
+    height, width = t.shape[-2:]
+    padded = F.pad(t, (0, -width % 4, 0, -height % 4), mode="replicate")
+    blocks = F.interpolate(F.avg_pool2d(padded, 4), scale_factor=4, mode="nearest")
+    return blocks[..., :height, :width]
+
+
+def test_shifted_views_put_a_block_model_on_a_second_grid():
+    x = torch.rand(1, 1, 8, 12)
+    # flips and turns of an image whose sides divide by 4 keep the one grid
+    assert torch.allclose(with_tta(block_mean, x, "dihedral"), block_mean(x), atol=1e-6)
+    shifted = with_tta(block_mean, x, "dihedral_shifted")
+    assert shifted.shape == x.shape
+    # the shifted half sees blocks that straddle the first grid's: pixel (3, 3) is averaged
+    # with (0..3, 0..3) in one half and with (2..5, 2..5) in the other
+    other_grid = F.pad(x, (2, 0, 2, 0), mode="reflect")
+    expected = (x[..., :4, :4].mean() + other_grid[..., 4:8, 4:8].mean()) / 2
+    assert torch.isclose(shifted[0, 0, 3, 3], expected, atol=1e-6)
 
 
 def test_unknown_tta_is_refused():

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+import torch.nn.functional as F
 
 Transform = tuple[Callable[[torch.Tensor], torch.Tensor], Callable[[torch.Tensor], torch.Tensor]]
 
@@ -28,6 +29,27 @@ def dihedral(k: int) -> Transform:
     return apply, undo
 
 
+def shifted(transform: Transform, pixels: int) -> Transform:
+    """``transform``, then the view moved ``pixels`` down and right (the strip that comes in
+    mirrored from the view); undone by cutting that strip off, then undoing ``transform``.
+
+    A network that works on blocks of pixels (``model.space_to_depth``) or downsamples by
+    strides sees the moved view on another grid, where flips and turns of an image whose
+    sides divide by the block keep the one grid.
+    """
+    do, undo_inner = transform
+
+    def apply(x: torch.Tensor) -> torch.Tensor:
+        x = do(x)
+        mode = "reflect" if min(x.shape[-2:]) > pixels else "replicate"
+        return F.pad(x, (pixels, 0, pixels, 0), mode=mode)
+
+    def undo(x: torch.Tensor) -> torch.Tensor:
+        return undo_inner(x[..., pixels:, pixels:])
+
+    return apply, undo
+
+
 def flip(dims: tuple[int, ...]) -> Transform:
     def both(x: torch.Tensor) -> torch.Tensor:
         return x.flip(dims) if dims else x
@@ -39,6 +61,8 @@ TTA_SETS: dict[str, list[Transform]] = {
     "none": [flip(())],
     "flips": [flip(()), flip((-1,)), flip((-2,)), flip((-2, -1))],
     "dihedral": [dihedral(k) for k in range(8)],
+    # each of the 8 also on the image moved by 2 pixels, half a 4x4 space-to-depth block
+    "dihedral_shifted": [t for k in range(8) for t in (dihedral(k), shifted(dihedral(k), 2))],
 }
 
 
