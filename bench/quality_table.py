@@ -27,6 +27,7 @@ import argparse
 import math
 import statistics
 from collections import defaultdict
+from collections.abc import Callable
 
 from bench_cli import guarded, read_records
 
@@ -154,18 +155,26 @@ def pipelines(rows: list[dict]) -> set[str]:
     return {r["pipeline"] for r in rows if r.get("pipeline")}
 
 
+def mixed(
+    groups: dict[Key, list[dict]], kinds: Callable[[list[dict]], set[str]], what: str
+) -> list[str]:
+    """A note for each row whose runs carry more than one of ``kinds(rows)`` (``what``
+    names them in the note)."""
+    lines = []
+    for key, rows in sorted(groups.items()):
+        names = sorted(kinds(rows))
+        if len(names) > 1:
+            lines.append(
+                f"note: {place(*key[:3])} {labelled(key[3], key[4])} averages runs of "
+                f"{len(names)} {what} ({', '.join(names)}): split the files to compare them"
+            )
+    return lines
+
+
 def mixed_pipelines(groups: dict[Key, list[dict]]) -> list[str]:
     """A warning for each row that averages runs of more than one pipeline fingerprint
     (the same config name and settings, but e.g. the config file changed between them)."""
-    lines = []
-    for key, rows in sorted(groups.items()):
-        prints = sorted(pipelines(rows))
-        if len(prints) > 1:
-            lines.append(
-                f"note: {place(*key[:3])} {labelled(key[3], key[4])} averages runs of "
-                f"{len(prints)} pipelines ({', '.join(prints)}): split the files to compare them"
-            )
-    return lines
+    return mixed(groups, pipelines, "pipelines")
 
 
 def commits(rows: list[dict]) -> set[str]:
@@ -185,15 +194,7 @@ def short(commit: str | None) -> str:
 def mixed_commits(groups: dict[Key, list[dict]]) -> list[str]:
     """A note for each row that averages runs of more than one commit: the same settings
     and pipeline, but different code (a change to the network or the engine's step)."""
-    lines = []
-    for key, rows in sorted(groups.items()):
-        names = sorted(commits(rows))
-        if len(names) > 1:
-            lines.append(
-                f"note: {place(*key[:3])} {labelled(key[3], key[4])} averages runs of "
-                f"{len(names)} commits ({', '.join(names)}): split the files to compare them"
-            )
-    return lines
+    return mixed(groups, commits, "commits")
 
 
 def kept_epoch(record: dict) -> float | None:
