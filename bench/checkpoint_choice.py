@@ -37,6 +37,14 @@ of this script (``--paired``): nothing is chosen, so it needs no other epoch.
 
     PYTHONPATH=src python bench/checkpoint_choice.py bench/results/quality.jsonl --average 5 \\
         --paired bench/results/checkpoint_choice.jsonl [--out bench/results/average.jsonl]
+
+``--ensemble K [K ...]`` adds, beside the rules, a prediction ensemble per direction: the
+K epochs ranked highest on the choosing half by the ``fixed`` rule's score (so K = 1 is
+``fixed``'s epoch), their one-pass probabilities averaged pixel by pixel, the threshold
+tuned for the average on the choosing half and the IoU at it on the other half.
+
+    PYTHONPATH=src python bench/checkpoint_choice.py bench/results/quality.jsonl \\
+        --ensemble 3 5 [--out bench/results/ensemble.jsonl]
 """
 
 from __future__ import annotations
@@ -139,33 +147,56 @@ def epoch_weights(run: Run) -> dict[int, Path]:
     return found
 
 
+class Halves:
+    """A run's validation halves and network: ``probabilities(state)`` predicts each half
+    with the weights ``state``, one pass (as the validation during training), and
+    ``tables(probabilities)`` gives IoU by threshold on each half."""
+
+    def __init__(self, run: Run) -> None:
+        cfg = load_config(run.file("config.yaml"))
+        data = prepare_data(cfg, run.read_json("split.json"))
+        self.parts = validation_halves(data.val)
+        self.ignore_index = cfg.data.ignore_index
+        self.fixed = float(cfg.eval.threshold)
+        self.model, meta = load_model_folder(run.model_dir, "cpu")
+        self.normalization = meta["normalization"]
+        self.inference = InferenceSettings.from_eval(cfg.eval, threshold=0.5).with_(tta="none")
+
+    def probabilities(self, state: dict[str, torch.Tensor]) -> list[list[np.ndarray]]:
+        self.model.load_state_dict(state)
+        predictor = Predictor(self.model, self.normalization, self.inference, "cpu", 1)
+        return [foreground_probabilities(predictor, part) for part in self.parts]
+
+    def tables(self, probabilities: list[list[np.ndarray]]) -> list[dict[float, float]]:
+        out = []
+        for part, probs in zip(self.parts, probabilities, strict=True):
+            _, table = tune_threshold(probs, [s.mask for s in part], self.ignore_index)
+            out.append(table)
+        return out
+
+
 def halves_scorer(run: Run):
     """``score(state)``: [IoU by threshold on half A, on half B] of the run's network with
     the weights ``state``, one pass (as the validation during training); and
     eval.threshold."""
-    cfg = load_config(run.file("config.yaml"))
-    data = prepare_data(cfg, run.read_json("split.json"))
-    parts = validation_halves(data.val)
-    model, meta = load_model_folder(run.model_dir, "cpu")
-    inference = InferenceSettings.from_eval(cfg.eval, threshold=0.5).with_(tta="none")
+    halves = Halves(run)
 
     def score(state: dict[str, torch.Tensor]) -> list[dict[float, float]]:
-        model.load_state_dict(state)
-        predictor = Predictor(model, meta["normalization"], inference, "cpu", 1)
-        out = []
-        for part in parts:
-            probs = foreground_probabilities(predictor, part)
-            _, table = tune_threshold(probs, [s.mask for s in part], cfg.data.ignore_index)
-            out.append(table)
-        return out
+        return halves.tables(halves.probabilities(state))
 
-    return score, float(cfg.eval.threshold)
+    return score, halves.fixed
 
 
-def iou_tables(run: Run) -> tuple[float, dict[int, list[dict[float, float]]]]:
+Predicted = dict[int, list[list[np.ndarray]]]  # epoch -> [half A maps, half B maps]
+
+
+def iou_tables(
+    run: Run, predicted: Predicted | None = None
+) -> tuple[float, dict[int, list[dict[float, float]]]]:
     """(eval.threshold, epoch -> [IoU by threshold on half A, on half B]) for every
-    validated epoch of ``run``."""
-    score, fixed = halves_scorer(run)
+    validated epoch of ``run``; each epoch's probabilities are also kept in ``predicted``
+    when one is given (for :func:`judge_ensembles`)."""
+    halves = Halves(run)
     weights = epoch_weights(run)
     tables: dict[int, list[dict[float, float]]] = {}
     for epoch in validated_epochs(run):
@@ -174,8 +205,11 @@ def iou_tables(run: Run) -> tuple[float, dict[int, list[dict[float, float]]]]:
                 f"{run.path}: no weights of epoch {epoch}; rerun with "
                 "--set train.checkpoint.every_n_epochs=1"
             )
-        tables[epoch] = score(read_checkpoint(weights[epoch])[0])
-    return fixed, tables
+        probabilities = halves.probabilities(read_checkpoint(weights[epoch])[0])
+        if predicted is not None:
+            predicted[epoch] = probabilities
+        tables[epoch] = halves.tables(probabilities)
+    return halves.fixed, tables
 
 
 def average_state(states: list[dict[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
@@ -230,15 +264,20 @@ def best_threshold(table: dict[float, float]) -> float:
     return best_grid_threshold(np.array(list(table)), np.array(list(table.values())))
 
 
+def ranked(tables: dict[int, dict[float, float]], fixed: float) -> list[int]:
+    """Epochs from the highest IoU at the fixed threshold down (ties: the later first)."""
+    score = {e: t[nearest(t, fixed)] for e, t in tables.items()}
+    return sorted(tables, key=lambda e: (score[e], e), reverse=True)
+
+
 def choose(rule: str, tables: dict[int, dict[float, float]], fixed: float) -> int:
     """The epoch ``rule`` keeps, from each epoch's IoU-by-threshold table on one half."""
     epochs = sorted(tables)
     if rule == "last":
         return epochs[-1]
     if rule == "fixed":
-        score = {e: tables[e][nearest(tables[e], fixed)] for e in epochs}
-    else:
-        score = {e: tables[e][best_threshold(tables[e])] for e in epochs}
+        return ranked(tables, fixed)[0]
+    score = {e: tables[e][best_threshold(tables[e])] for e in epochs}
     return max(epochs, key=lambda e: (score[e], e))  # ties: the later epoch
 
 
@@ -256,6 +295,46 @@ def judge(fixed: float, tables: dict[int, list[dict[float, float]]]) -> list[dic
             row[f"{rule}_threshold"] = threshold
             row[f"{rule}_iou"] = tables[epoch][scorer][threshold]
         row["oracle_iou"] = max(tables[e][scorer][best_threshold(on_chooser[e])] for e in tables)
+        rows.append(row)
+    return rows
+
+
+def mean_probabilities(members: list[list[list[np.ndarray]]]) -> list[list[np.ndarray]]:
+    """The pixel-wise mean of several epochs' [half A maps, half B maps]."""
+    return [
+        [np.mean(maps, axis=0, dtype=np.float32) for maps in zip(*halves, strict=True)]
+        for halves in zip(*members, strict=True)
+    ]
+
+
+def judge_ensembles(
+    run: Run,
+    fixed: float,
+    tables: dict[int, list[dict[float, float]]],
+    counts: list[int],
+    predicted: Predicted | None = None,
+) -> list[dict]:
+    """For each direction and each K of ``counts``: the K epochs :func:`ranked` highest on
+    the choosing half, the threshold tuned there for the mean of their probabilities, and
+    that mean's IoU at it on the other half. Epochs missing from ``predicted`` (those
+    :func:`iou_tables` kept) are predicted again."""
+    halves = Halves(run)
+    weights = epoch_weights(run)
+    predicted = {} if predicted is None else predicted
+    rows = []
+    for chooser, scorer in ((0, 1), (1, 0)):
+        order = ranked({e: t[chooser] for e, t in tables.items()}, fixed)
+        row: dict = {"direction": "AB"[chooser] + ">" + "AB"[scorer]}
+        for count in counts:
+            members = order[:count]
+            for epoch in members:
+                if epoch not in predicted:
+                    predicted[epoch] = halves.probabilities(read_checkpoint(weights[epoch])[0])
+            mean = halves.tables(mean_probabilities([predicted[e] for e in members]))
+            threshold = best_threshold(mean[chooser])
+            row[f"ensemble{count}_epochs"] = members
+            row[f"ensemble{count}_threshold"] = threshold
+            row[f"ensemble{count}_iou"] = mean[scorer][threshold]
         rows.append(row)
     return rows
 
@@ -314,6 +393,14 @@ def main() -> None:
         "--average", type=int, metavar="K", help="score the average of the last K epochs instead"
     )
     parser.add_argument(
+        "--ensemble",
+        type=int,
+        nargs="+",
+        default=[],
+        metavar="K",
+        help="also score the mean prediction of the K epochs ranked highest on each half",
+    )
+    parser.add_argument(
         "--paired",
         nargs="+",
         type=Path,
@@ -343,7 +430,8 @@ def main() -> None:
     for record in records:
         run = Run.open(record["run"])
         start = time.perf_counter()
-        fixed, tables = iou_tables(run)
+        predicted: Predicted | None = {} if args.ensemble else None
+        fixed, tables = iou_tables(run, predicted)
         moves = mean_changes(fixed, tables)
         print(
             f"{record['config']} {labelled(record['system'], settings(record))} "
@@ -352,7 +440,12 @@ def main() -> None:
             f"tuned {moves['tuned_mean_change']:.4f}",
             flush=True,
         )
-        for row in judge(fixed, tables):
+        rows = judge(fixed, tables)
+        if args.ensemble:
+            ensembles = judge_ensembles(run, fixed, tables, args.ensemble, predicted)
+            for row, extra in zip(rows, ensembles, strict=True):
+                row.update(extra)
+        for row in rows:
             result = {
                 **{k: record[k] for k in ("config", "system", "seed", "budget", "run")},
                 "validated_epochs": len(tables),
@@ -368,6 +461,11 @@ def main() -> None:
                     f"{rule} epoch {result[f'{rule}_epoch']} {result[f'{rule}_iou']:.4f}"
                     for rule in RULES
                 )
+                + "".join(
+                    f", top {k} {result[f'ensemble{k}_iou']:.4f}"
+                    + f" (epochs {','.join(map(str, result[f'ensemble{k}_epochs']))})"
+                    for k in args.ensemble
+                )
                 + f"; best possible {result['oracle_iou']:.4f}",
                 flush=True,
             )
@@ -382,6 +480,13 @@ def main() -> None:
             + ", ".join(f"{rule} {value:.4f}" for rule, value in means.items())
             + f"; tuned above fixed {wins}, below {losses}"
         )
+        for k in args.ensemble:
+            gains = [r[f"ensemble{k}_iou"] - r["fixed_iou"] for r in results]
+            print(
+                f"top {k}: mean IoU on the other half {means['fixed'] + statistics.mean(gains):.4f}"
+                f" ({statistics.mean(gains):+.4f} against fixed), above fixed in "
+                f"{sum(g > 0 for g in gains)} of {len(gains)}"
+            )
 
 
 if __name__ == "__main__":

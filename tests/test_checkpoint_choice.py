@@ -3,6 +3,7 @@ validation."""
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -106,6 +107,22 @@ def test_a_run_without_every_epochs_weights_is_refused_and_one_with_them_is_scor
     with pytest.raises(SystemExit, match="--paired has no record of .* B>A"):
         choice.averages([record], 2, paired[:1], None)
 
+    # the mean prediction of the top K epochs on the choosing half: K = 1 is `fixed`'s
+    # epoch, scored the same; K = 3 averages all three
+    ensembles = choice.judge_ensembles(run, fixed, tables, [1, 3])
+    predicted = {}
+    assert choice.iou_tables(run, predicted) == (fixed, tables)
+    assert sorted(predicted) == [1, 2, 3]
+    # the maps kept by iou_tables give what predicting again gives
+    assert choice.judge_ensembles(run, fixed, tables, [1, 3], predicted) == ensembles
+    for row, ensemble in zip(rows, ensembles, strict=True):
+        assert ensemble["direction"] == row["direction"]
+        assert ensemble["ensemble1_epochs"] == [row["fixed_epoch"]]
+        assert ensemble["ensemble1_threshold"] == row["fixed_threshold"]
+        assert ensemble["ensemble1_iou"] == row["fixed_iou"]
+        assert sorted(ensemble["ensemble3_epochs"]) == [1, 2, 3]
+        assert 0.0 <= ensemble["ensemble3_iou"] <= 1.0
+
     choice.epoch_weights(run)[2].unlink()
     with pytest.raises(SystemExit, match="no weights of epoch 2.*every_n_epochs=1"):
         choice.iou_tables(run)
@@ -130,3 +147,21 @@ def test_the_average_of_states_averages_weights_and_statistics_not_counts(choice
     assert torch.equal(average["w"], torch.tensor([2.0, 4.0]))
     assert torch.equal(average["bn.running_var"], torch.tensor([2.0]))
     assert torch.equal(average["n"], torch.tensor(5))
+
+
+def test_epochs_are_ranked_by_the_fixed_threshold_and_their_maps_averaged(choice):
+    tables = {1: table(0.5, 0.70), 2: table(0.5, 0.80), 3: table(0.8, 0.85), 4: table(0.5, 0.8)}
+
+    # epoch 3 peaks at 0.8 (0.55 at 0.5); 2 and 4 tie at 0.5, the later first
+    assert choice.ranked(tables, 0.5) == [4, 2, 1, 3]
+    assert choice.choose("fixed", tables, 0.5) == choice.ranked(tables, 0.5)[0]
+
+    zeros, ones = np.zeros((2, 3), np.float32), np.ones((2, 3), np.float32)
+    first = [[zeros], [ones, zeros]]  # one epoch: [half A maps, half B maps]
+    second = [[ones], [ones, ones]]
+    mean = choice.mean_probabilities([first, second])
+    assert [[m.tolist() for m in half] for half in mean] == [
+        [np.full((2, 3), 0.5).tolist()],
+        [ones.tolist(), np.full((2, 3), 0.5).tolist()],
+    ]
+    assert mean[0][0].dtype == np.float32
