@@ -173,6 +173,7 @@ def one_run(config: str, overrides: list[str], runs_dir: Path, system: str) -> d
         "best_epoch": summary["best_epoch"],
         "best_val_iou": summary.get("best_val_iou"),  # what the kept checkpoint was chosen by
         "kept_epoch": summary.get("kept_epoch"),  # best_epoch, or the last (keep: last)
+        "ensemble_epochs": summary.get("ensemble_epochs"),  # train.checkpoint.ensemble > 1
         # the kept weights on validation at the threshold tuned there
         "val_iou": tuned_val_iou(metrics),
         "val_iou_postprocessed": postprocessed_val_iou(metrics),

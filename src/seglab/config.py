@@ -273,7 +273,20 @@ class CheckpointConfig(Section):
     # end of training (last.ckpt), when the one-pass validation that picks the best epoch is
     # noisier than the gains of the last, low-rate epochs. best.ckpt is written either way
     keep: Literal["best", "last"] = "best"
+    # K > 1: keep the K best validated epochs by monitor (checkpoints/top_*.ckpt) and predict
+    # with the mean of their probabilities (model/ holds all K; inference takes K times as
+    # long). The one-pass validation that ranks epochs is noisy; the mean is less so
+    ensemble: int = Field(1, ge=1, le=32)
     every_n_epochs: int = Field(0, ge=0, le=100_000)  # also keep epoch_N.ckpt; 0 = no
+
+    @model_validator(mode="after")
+    def _ensemble_of_best(self) -> CheckpointConfig:
+        if self.ensemble > 1 and self.keep != "best":
+            raise ValueError(
+                f"ensemble {self.ensemble} keeps the best epochs, keep '{self.keep}' one: "
+                "set keep: best, or ensemble: 1"
+            )
+        return self
 
 
 class GuardConfig(Section):

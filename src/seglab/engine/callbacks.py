@@ -164,6 +164,17 @@ class BestCheckpoint(_AfterValidation, ModelCheckpoint):
     """``best.ckpt`` by ``monitor``, saved at the end of an epoch that validated."""
 
 
+class TopCheckpoints(BestCheckpoint):
+    """The ``save_top_k`` best epochs by ``monitor`` (``train.checkpoint.ensemble``), beside
+    ``best.ckpt``, with a state of its own in a checkpoint (resumes keep both)."""
+
+    @property
+    def state_key(self) -> str:
+        return self._generate_state_key(
+            monitor=self.monitor, mode=self.mode, save_top_k=self.save_top_k
+        )
+
+
 class ValidatedEarlyStopping(_AfterValidation, EarlyStopping):
     """Early stopping whose patience counts validations, not epochs."""
 

@@ -7,6 +7,7 @@ budget and signal handling, and exact mid-epoch resume.
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import logging
 import os
@@ -32,6 +33,7 @@ from seglab.engine.callbacks import (
     BestCheckpoint,
     HistoryWriter,
     LastCheckpoint,
+    TopCheckpoints,
     ValidatedEarlyStopping,
     WeightEMA,
 )
@@ -40,6 +42,7 @@ from seglab.engine.guards import CollapseGuard, NanGuard
 from seglab.engine.module import SegModule
 from seglab.engine.sampling import DataProgress, EpochIndexed, ResumableSampler
 from seglab.engine.stopping import GracefulStop, StopConditions
+from seglab.models.ensemble import EpochEnsemble
 from seglab.models.io import read_checkpoint
 from seglab.models.registry import create_model
 from seglab.runs import RUN_DIR_ENV, Run
@@ -50,7 +53,7 @@ LAST = "last.ckpt"
 
 @dataclass
 class FitResult:
-    model: nn.Module  # with the kept weights loaded (train.checkpoint.keep)
+    model: nn.Module  # with the kept weights loaded (train.checkpoint.keep, .ensemble)
     best_epoch: int | None
     best_val_iou: float | None
     epochs_run: int
@@ -62,6 +65,7 @@ class FitResult:
     is_global_zero: bool = True
     best_score: float | None = None  # by train.checkpoint.monitor
     kept_epoch: int | None = None  # of the weights in ``model`` (train.checkpoint.keep)
+    ensemble_epochs: list[int] | None = None  # of an EpochEnsemble's members, best first
     precision: str = "32"  # train.precision as run (``auto`` resolved)
     channels_last: bool | None = False  # as run (``auto`` resolved; None: no batch trained)
 
@@ -140,6 +144,19 @@ def fit(
         best,
         LastCheckpoint(run.checkpoints / LAST),  # after the others: their state is final by then
     ]
+    top = None
+    if ck.ensemble > 1:
+        top = TopCheckpoints(
+            dirpath=run.checkpoints,
+            filename="top_{epoch}",
+            auto_insert_metric_name=False,
+            monitor=ck.monitor,
+            mode=ck.mode,
+            save_top_k=ck.ensemble,
+            save_on_train_epoch_end=True,
+            enable_version_counter=False,
+        )
+        callbacks.insert(callbacks.index(best) + 1, top)
     if ck.every_n_epochs:
         callbacks.append(
             ModelCheckpoint(
@@ -211,6 +228,9 @@ def fit(
     if kept.is_file():
         weights, kept_epoch = read_checkpoint(kept)
         model.load_state_dict(weights)
+    ensemble_epochs = None
+    if top is not None and len(top.best_k_models) > 1:  # one validated epoch: that one alone
+        model, ensemble_epochs = _epoch_ensemble(model, top.best_k_models, ck.mode)
     stopped = stopped or stops.reason
     if nan_guard.diagnosis:
         stopped = f"non-finite values: {nan_guard.diagnosis}"
@@ -236,9 +256,26 @@ def fit(
         is_global_zero=trainer.is_global_zero,
         best_score=float(best.best_model_score) if best.best_model_score is not None else None,
         kept_epoch=kept_epoch,
+        ensemble_epochs=ensemble_epochs,
         precision=precision,
         channels_last=module.channels_last,
     )
+
+
+def _epoch_ensemble(
+    model: nn.Module, scores: dict[str, torch.Tensor], mode: str
+) -> tuple[EpochEnsemble, list[int]]:
+    """The checkpoints ``scores`` names (path -> monitored value), best first, as one
+    :class:`EpochEnsemble` of copies of ``model``; and their epochs (from 1)."""
+    ranked = sorted(scores, key=lambda path: float(scores[path]), reverse=mode == "max")
+    members, epochs = [], []
+    for path in ranked:
+        weights, epoch = read_checkpoint(path)
+        member = copy.deepcopy(model)
+        member.load_state_dict(weights)
+        members.append(member.eval())
+        epochs.append(epoch)
+    return EpochEnsemble(members).eval(), epochs
 
 
 def cpu_has_bf16() -> bool:

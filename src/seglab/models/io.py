@@ -1,7 +1,8 @@
 """Model folders: safetensors weights plus ``model.json``, enough to predict.
 
 A model folder holds ``model.safetensors`` and ``model.json`` (the model config,
-the input normalisation, the threshold and the class count). It can be loaded
+the input normalisation, the threshold and the class count; for a run's epoch ensemble,
+``ensemble``: the members' epochs, whose weights are ``members.<i>.*``). It can be loaded
 without the training config or data, so ``seglab predict`` works on it alone.
 """
 
@@ -17,6 +18,7 @@ from torch import nn
 
 from seglab.config import ModelConfig
 from seglab.errors import SeglabError
+from seglab.models.ensemble import EpochEnsemble
 from seglab.models.exported import FORMAT_FILES, load_exported
 from seglab.models.lowrank import apply_factorization
 from seglab.models.registry import create_model
@@ -80,7 +82,11 @@ def load_model_folder(
             hint="pass a run folder that finished training, or its model/ folder",
         )
     meta = read_json(folder / META_FILE)
-    model = create_model(ModelConfig.model_validate(meta["model"]), warn_ignored=False)
+    config = ModelConfig.model_validate(meta["model"])
+    model = create_model(config, warn_ignored=False)
+    if meta.get("ensemble"):  # a run's best epochs: one network each, one mean
+        members = len(meta["ensemble"]["epochs"])
+        model = EpochEnsemble([model] + [create_model(config, False) for _ in range(members - 1)])
     if meta.get("factorized"):  # a compressed model: its low-rank layers, then its weights
         apply_factorization(model, meta["factorized"])
     model.load_state_dict(load_file(folder / WEIGHTS_FILE, device=str(device)))

@@ -265,6 +265,9 @@ def _finetune(
     tuned.train.early_stopping = EarlyStopConfig(patience=options.patience)
     tuned.train.progress = False
     tuned.train.accelerator = "cpu"
+    # the compressed network as a whole (an epoch ensemble stays one, its members tuned
+    # through their mean): fine-tuning keeps its best epoch, not an ensemble of epochs
+    tuned.train.checkpoint = tuned.train.checkpoint.model_copy(update={"ensemble": 1})
     tuned.optim.lr = options.finetune_lr
     tuned.schedule = tuned.schedule.model_copy(update={"name": "constant", "warmup_epochs": 0})
     run = Run(folder)

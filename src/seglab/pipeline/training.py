@@ -90,7 +90,10 @@ def _fit_and_save(cfg: Config, run_dir: Run, data: PreparedData, resume: bool) -
     result = fit(cfg, run_dir, data, resume=resume)
     if not result.is_global_zero:
         return RunResult(run_dir, None)
-    save_model_folder(run_dir.model_dir, result.model, model_meta(cfg, data, run_dir))
+    meta = model_meta(cfg, data, run_dir)
+    if result.ensemble_epochs:
+        meta["ensemble"] = {"epochs": result.ensemble_epochs}
+    save_model_folder(run_dir.model_dir, result.model, meta)
     summary = {
         "stopped_because": result.stopped_because,
         "completed": result.completed,
@@ -98,6 +101,7 @@ def _fit_and_save(cfg: Config, run_dir: Run, data: PreparedData, resume: bool) -
         "best_val_iou": result.best_val_iou,
         "kept": cfg.train.checkpoint.keep,  # which weights model/ holds
         "kept_epoch": result.kept_epoch,
+        "ensemble_epochs": result.ensemble_epochs,  # model/ is their mean (best first), or None
         "epochs_run": result.epochs_run,
         "seconds": round(result.seconds, 2),
         "precision": result.precision,
@@ -121,6 +125,8 @@ def _fit_and_save(cfg: Config, run_dir: Run, data: PreparedData, resume: bool) -
         result.best_epoch,
         f"; kept the last epoch's weights ({result.kept_epoch})"
         if cfg.train.checkpoint.keep == "last"
+        else f"; kept the mean of epochs {', '.join(map(str, result.ensemble_epochs))}"
+        if result.ensemble_epochs
         else "",
         "" if result.completed else f"; cut short: {result.stopped_because}",
     )

@@ -222,6 +222,9 @@ def _training_section(
         stats.append(("precision", _show(summary["precision"])))
     if kept is not None and best_epoch is not None and _number(kept) != best_epoch:
         stats.append(("epoch of the kept weights", _show(kept)))
+    members = summary.get("ensemble_epochs")
+    if isinstance(members, list) and members:  # train.checkpoint.ensemble
+        stats.append(("kept: mean prediction of epochs", ", ".join(map(str, members))))
     if summary.get("stopped_because"):
         stats.append(("stopped because", _show(summary["stopped_because"])))
     warned = summary.get("warnings")
