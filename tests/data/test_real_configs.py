@@ -47,3 +47,14 @@ def test_gpu_variant_reads_the_same_data_and_split_as_its_cpu_config(name):
     assert gpu.data.root == cpu.data.root and gpu.data.split == cpu.data.split
     assert gpu.seed == cpu.seed and gpu.model.in_channels == cpu.model.in_channels
     assert gpu.train.time_budget and gpu.train.precision == "bf16-mixed"
+
+
+@pytest.mark.parametrize("name", sorted(GPU_VARIANTS))
+def test_gpu_variant_evaluates_with_its_cpu_configs_tta_and_post_processing(name):
+    # chosen on validation over CPU runs; a change there must reach the GPU variant too
+    gpu, cpu = (
+        load_config(REPO / "configs" / f"{name}.yaml").eval,
+        load_config(REPO / "configs" / f"{GPU_VARIANTS[name]}.yaml").eval,
+    )
+    fields = ("tta", "opening", "fill_holes", "min_object_size", "threshold")
+    assert {f: getattr(gpu, f) for f in fields} == {f: getattr(cpu, f) for f in fields}
