@@ -104,6 +104,23 @@ def test_fit_keeps_the_k_best_epochs_best_first(tmp_path, tiny_overrides):
         assert all(torch.equal(state[k], saved[k]) for k in saved)
 
 
+def test_a_resumed_run_remembers_its_best_epochs(tmp_path, tiny_overrides):
+    # monitor the epoch number, smaller is better: epochs 1 and 2, trained before the
+    # resume, stay the best two; forgotten, the two after it would be kept
+    overrides = [
+        "train.checkpoint.monitor=epoch",
+        "train.checkpoint.mode=min",
+        "train.checkpoint.ensemble=2",
+    ]
+    run = Run.create(tmp_path, "resumed")
+    first = load_config(None, [*tiny_overrides, *overrides, "train.epochs=2"])
+    data = prepare_data(first)
+    assert fit(first, run, data).ensemble_epochs == [1, 2]
+    again = load_config(None, [*tiny_overrides, *overrides, "train.epochs=4"])
+    result = fit(again, run, data, resume=True)
+    assert result.epochs_run == 4 and result.ensemble_epochs == [1, 2]
+
+
 def test_a_run_with_an_ensemble_evaluates_predicts_and_exports_its_mean(
     tmp_path, tiny_overrides, capsys
 ):
