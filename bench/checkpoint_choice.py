@@ -68,6 +68,7 @@ from seglab.inference.evaluate import foreground_probabilities
 from seglab.inference.predict import Predictor
 from seglab.inference.settings import InferenceSettings
 from seglab.inference.threshold import best_grid_threshold, tune_threshold
+from seglab.models.ensemble import EpochEnsemble
 from seglab.models.io import checkpoint_epoch, load_model_folder, read_checkpoint
 from seglab.runs import Run
 
@@ -159,6 +160,8 @@ class Halves:
         self.ignore_index = cfg.data.ignore_index
         self.fixed = float(cfg.eval.threshold)
         self.model, meta = load_model_folder(run.model_dir, "cpu")
+        if isinstance(self.model, EpochEnsemble):  # one epoch's weights: one member's network
+            self.model = self.model.members[0]
         self.normalization = meta["normalization"]
         self.inference = InferenceSettings.from_eval(cfg.eval, threshold=0.5).with_(tta="none")
 
