@@ -51,6 +51,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import functools
 import logging
 import statistics
 import time
@@ -68,7 +69,7 @@ from seglab.inference.evaluate import foreground_probabilities
 from seglab.inference.predict import Predictor
 from seglab.inference.settings import InferenceSettings
 from seglab.inference.threshold import best_grid_threshold, tune_threshold
-from seglab.models.ensemble import EpochEnsemble
+from seglab.models.ensemble import single_network
 from seglab.models.io import checkpoint_epoch, load_model_folder, read_checkpoint
 from seglab.runs import Run
 
@@ -159,9 +160,8 @@ class Halves:
         self.parts = validation_halves(data.val)
         self.ignore_index = cfg.data.ignore_index
         self.fixed = float(cfg.eval.threshold)
-        self.model, meta = load_model_folder(run.model_dir, "cpu")
-        if isinstance(self.model, EpochEnsemble):  # one epoch's weights: one member's network
-            self.model = self.model.members[0]
+        model, meta = load_model_folder(run.model_dir, "cpu")
+        self.model = single_network(model)  # one epoch's weights at a time
         self.normalization = meta["normalization"]
         self.inference = InferenceSettings.from_eval(cfg.eval, threshold=0.5).with_(tta="none")
 
@@ -178,16 +178,11 @@ class Halves:
         return out
 
 
-def halves_scorer(run: Run):
-    """``score(state)``: [IoU by threshold on half A, on half B] of the run's network with
-    the weights ``state``, one pass (as the validation during training); and
-    eval.threshold."""
-    halves = Halves(run)
-
-    def score(state: dict[str, torch.Tensor]) -> list[dict[float, float]]:
-        return halves.tables(halves.probabilities(state))
-
-    return score, halves.fixed
+@functools.lru_cache(maxsize=1)
+def halves_of(path: Path) -> Halves:
+    """The :class:`Halves` of the run at ``path``, prepared once for the steps that score
+    one run in turn (each prediction loads its own weights first)."""
+    return Halves(Run.open(path))
 
 
 Predicted = dict[int, list[list[np.ndarray]]]  # epoch -> [half A maps, half B maps]
@@ -199,7 +194,7 @@ def iou_tables(
     """(eval.threshold, epoch -> [IoU by threshold on half A, on half B]) for every
     validated epoch of ``run``; each epoch's probabilities are also kept in ``predicted``
     when one is given (for :func:`judge_ensembles`)."""
-    halves = Halves(run)
+    halves = halves_of(run.path)
     weights = epoch_weights(run)
     tables: dict[int, list[dict[float, float]]] = {}
     for epoch in validated_epochs(run):
@@ -237,8 +232,9 @@ def average_tables(run: Run, count: int) -> tuple[list[int], list[dict[float, fl
             f"{run.path}: the last {count} epochs' weights are not all there; rerun with "
             "--set train.checkpoint.every_n_epochs=1"
         )
-    score, _ = halves_scorer(run)
-    return epochs, score(average_state([read_checkpoint(weights[e])[0] for e in epochs]))
+    halves = halves_of(run.path)
+    state = average_state([read_checkpoint(weights[e])[0] for e in epochs])
+    return epochs, halves.tables(halves.probabilities(state))
 
 
 def judge_average(tables: list[dict[float, float]]) -> list[dict]:
@@ -321,7 +317,7 @@ def judge_ensembles(
     the choosing half, the threshold tuned there for the mean of their probabilities, and
     that mean's IoU at it on the other half. Epochs missing from ``predicted`` (those
     :func:`iou_tables` kept) are predicted again."""
-    halves = Halves(run)
+    halves = halves_of(run.path)
     weights = epoch_weights(run)
     predicted = {} if predicted is None else predicted
     rows = []

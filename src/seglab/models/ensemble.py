@@ -41,3 +41,9 @@ class EpochEnsemble(nn.Module):
         if mean.shape[1] == 1:
             return torch.log(mean) - torch.log1p(-mean)
         return torch.log(mean)
+
+
+def single_network(model: nn.Module) -> nn.Module:
+    """The network one checkpoint's weights load into: an ensemble's first member (all
+    share its architecture), any other model itself."""
+    return model.members[0] if isinstance(model, EpochEnsemble) else model

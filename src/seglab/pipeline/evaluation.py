@@ -31,7 +31,7 @@ from seglab.inference.postprocess import (
 from seglab.inference.predict import Predictor, ProbabilityModel, inference_device
 from seglab.inference.settings import InferenceSettings
 from seglab.inference.threshold import tune_threshold
-from seglab.models.ensemble import EpochEnsemble
+from seglab.models.ensemble import single_network
 from seglab.models.exported import FORMAT_FILES
 from seglab.models.io import META_FILE, load_model_folder, read_checkpoint
 from seglab.pipeline.common import (
@@ -97,8 +97,7 @@ def evaluate_run(
     model, meta = load_model_folder(run_dir.model_dir, device)
     checkpoint_info = None
     if checkpoint is not None:
-        if isinstance(model, EpochEnsemble):  # one checkpoint is one member's network
-            model = model.members[0]
+        model = single_network(model)  # an epoch ensemble: one checkpoint is one member
         checkpoint_info = _load_checkpoint_weights(model, meta, run_dir, checkpoint)
         # the threshold and post-processing meta holds were chosen for the kept weights
         meta = {**meta, "threshold": cfg.eval.threshold}
