@@ -12,7 +12,10 @@ evaluation; the last lines compare the means per system.
 
 ``--checkpoint last.ckpt`` evaluates each run's last epoch instead of its kept weights:
 what ``train.checkpoint.keep: last`` would have kept, since the setting changes nothing
-else in training, so those records carry that override. The validation IoU of the last
+else in training, so those records carry that override. Likewise ``--checkpoint best.ckpt``
+on runs that kept an epoch ensemble (``train.checkpoint.ensemble: K``) scores the same
+run's single best epoch, and its records carry ``train.checkpoint.ensemble=1`` in place of
+the run's own value. The validation IoU of the last
 epoch is then no judge against the best epoch's, which was chosen on the same slices
 (``bench/checkpoint_choice.py`` judges the choice on halves of validation).
 
@@ -101,8 +104,27 @@ def summary_line(system: str, rows: list[dict], what: str) -> str:
     )
 
 
-# the training setting that keeps what evaluating this checkpoint of a run measures
-KEEP_SETTING = {"last.ckpt": "train.checkpoint.keep=last"}
+def keep_settings(checkpoint: str | None, run: Path) -> list[str]:
+    """The training settings under which ``run`` would have kept what ``checkpoint`` holds.
+
+    One checkpoint is one network: of a run that kept an epoch ensemble it is what
+    ``train.checkpoint.ensemble: 1`` keeps (``best.ckpt``) or a single epoch; ``last.ckpt``
+    is what ``train.checkpoint.keep: last`` keeps.
+    """
+    if checkpoint is None:
+        return []
+    keep = []
+    if load_config(run / CONFIG_FILE).train.checkpoint.ensemble > 1:
+        keep.append("train.checkpoint.ensemble=1")
+    if checkpoint == "last.ckpt":
+        keep.append("train.checkpoint.keep=last")
+    return keep
+
+
+def with_settings(overrides: list[str], settings: list[str]) -> list[str]:
+    """``overrides`` with each of ``settings`` in place of any earlier value of its key."""
+    keys = {setting.split("=", 1)[0] for setting in settings}
+    return [o for o in overrides if o.split("=", 1)[0] not in keys] + settings
 
 
 def reevaluate(record: dict, sets: list[str], checkpoint: str | None = None) -> dict:
@@ -112,9 +134,8 @@ def reevaluate(record: dict, sets: list[str], checkpoint: str | None = None) -> 
     plain = read_json(run / METRICS_FILE)
     start = time.perf_counter()
     metrics = pipeline.evaluate_run(run, overrides=sets, checkpoint=checkpoint).metrics
-    overrides = list(record.get("overrides", []))
-    keep = [KEEP_SETTING[checkpoint]] if checkpoint in KEEP_SETTING else []
-    overrides += [k for k in keep if k not in overrides]
+    keep = keep_settings(checkpoint, run)
+    overrides = with_settings(list(record.get("overrides", [])), keep)
     # the run's resolved config with the new eval settings (and the keep setting): the
     # fingerprint of a run trained that way, so the table pairs this record with such runs
     as_if_trained = load_config(run / CONFIG_FILE, [*sets, *keep])

@@ -39,6 +39,27 @@ def test_a_reevaluation_carries_the_fingerprint_of_a_run_trained_with_its_settin
     assert last["pipeline"] == kept_last["pipeline"] != plain["pipeline"]
 
 
+def test_the_best_checkpoint_of_an_ensemble_run_is_an_ensemble_of_one_record(
+    bench_module, tiny_quality_run
+):
+    reeval = bench_module("quality_reeval")
+    yaml = "name: tiny\neval:\n  tta: none\n"
+    ensemble = tiny_quality_run(yaml, ["train.epochs=3", "train.checkpoint.ensemble=2"], "a")
+    single = tiny_quality_run(yaml, ["train.epochs=3", "train.checkpoint.ensemble=1"], "b")
+    assert len(ensemble["ensemble_epochs"]) == 2
+
+    best = reeval.reevaluate(ensemble, [], "best.ckpt")
+    last = reeval.reevaluate(ensemble, [], "last.ckpt")
+
+    # one network, the run's best epoch: what ensemble: 1 keeps, not a second ensemble row
+    assert best["checkpoint"]["epoch"] == ensemble["best_epoch"]
+    assert [o for o in best["overrides"] if "ensemble" in o] == ["train.checkpoint.ensemble=1"]
+    assert best["pipeline"] == single["pipeline"] != ensemble["pipeline"]
+    # keep: last cannot go with an ensemble; the last epoch alone is a run of neither
+    assert last["overrides"][-2:] == ["train.checkpoint.ensemble=1", "train.checkpoint.keep=last"]
+    assert last["pipeline"] not in (single["pipeline"], ensemble["pipeline"])
+
+
 def test_a_postprocessing_setting_is_judged_after_postprocessing(bench_module, tiny_quality_run):
     reeval = bench_module("quality_reeval")
     record = tiny_quality_run("name: tiny\neval:\n  tta: none\n", ["train.epochs=1"])
