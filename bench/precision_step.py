@@ -30,7 +30,7 @@ from bench_cli import guarded
 from torch.nn import functional as F
 
 from seglab.config import ModelConfig
-from seglab.engine.fit import cpu_has_bf16
+from seglab.models.hardware import cpu_has_bf16
 from seglab.models.registry import create_model
 
 

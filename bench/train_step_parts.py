@@ -29,10 +29,11 @@ import torch
 from bench_cli import guarded
 
 from seglab.config import load_config
-from seglab.engine.fit import cpu_has_bf16, resolve_precision
+from seglab.engine.fit import resolve_precision
 from seglab.engine.memory_format import probe_memory_format
 from seglab.engine.module import SegModule
 from seglab.engine.optim import build_optimizer
+from seglab.models.hardware import cpu_has_bf16
 from seglab.models.registry import create_model
 
 PARTS = ("augment", "forward", "loss", "backward", "optimiser")

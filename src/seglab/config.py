@@ -383,6 +383,9 @@ class EvalConfig(Section):
     batch_windows: int = Field(4, ge=1, le=65_536)
     tta: Literal["none", "flips", "dihedral", "dihedral_shifted"] = "none"
     half_precision: bool = True
+    # forward passes on a CPU: bf16-mixed (bfloat16 autocast, channels-last input) or 32;
+    # auto is bf16-mixed where the CPU computes bfloat16 natively (AVX512-BF16 or AMX)
+    cpu_precision: Literal["auto", "32", "bf16-mixed"] = "32"
     tune_threshold: bool = True
     min_object_size: int = Field(0, ge=0, le=2**31 - 1)
     fill_holes: bool = False

@@ -105,6 +105,17 @@ def test_evaluate_on_a_labelled_folder_and_with_tta(run, tmp_path):
     assert read(run / "model" / "model.json")["inference"]["tta"] == "none"  # left alone
 
 
+def test_bfloat16_forward_passes_on_cpu_are_recorded_and_score_like_float32(run):
+    plain = read(run / "metrics.json")
+    assert plain["inference_precision"] == "32"
+    before = existing(run)
+    assert main(["evaluate", str(run), "--set", "eval.cpu_precision=bf16-mixed"]) == 0
+    metrics = read(only_evaluation(run, before) / "metrics.json")
+    assert metrics["inference_precision"] == "bf16-mixed"
+    assert metrics["dataset"]["iou"] == pytest.approx(plain["dataset"]["iou"], abs=0.02)
+    assert read(run / "model" / "model.json")["inference"]["cpu_precision"] == "32"
+
+
 def test_tuned_postprocessing_is_applied_reported_and_stored(run, tmp_path):
     before = existing(run)
     # 7 px is no candidate: the tuned choice must replace it

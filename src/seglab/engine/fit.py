@@ -43,6 +43,7 @@ from seglab.engine.module import SegModule
 from seglab.engine.sampling import DataProgress, EpochIndexed, ResumableSampler
 from seglab.engine.stopping import GracefulStop, StopConditions
 from seglab.models.ensemble import EpochEnsemble
+from seglab.models.hardware import cpu_has_bf16
 from seglab.models.io import read_checkpoint
 from seglab.models.registry import create_model
 from seglab.runs import RUN_DIR_ENV, Run
@@ -276,14 +277,6 @@ def _epoch_ensemble(
         members.append(member.eval())
         epochs.append(epoch)
     return EpochEnsemble(members).eval(), epochs
-
-
-def cpu_has_bf16() -> bool:
-    """Whether this CPU computes bfloat16 natively (AVX512-BF16 or AMX), as oneDNN sees it."""
-    try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):
-        return False
 
 
 def resolve_precision(cfg: Config) -> str:

@@ -155,6 +155,7 @@ def evaluate_run(
         bootstrap_samples=cfg.eval.bootstrap_samples,
         seed=cfg.seed,
     )
+    evaluation.metrics["inference_precision"] = members[0].precision
     if tuning:
         evaluation.metrics["threshold_tuning"] = tuning
     if fit_splits is not None:
