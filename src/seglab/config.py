@@ -304,6 +304,12 @@ _PRECISION_ALIASES: dict[Any, str] = {
 }
 
 
+def precision_spelling(value: Any) -> Any:
+    """A precision as seglab spells it: YAML and ``--set`` read 32 as a number, and
+    Lightning's own spellings (32-true, 16, bf16) are accepted too."""
+    return _PRECISION_ALIASES.get(value, value) if isinstance(value, (int, str)) else value
+
+
 class TrainConfig(Section):
     epochs: int = Field(12, ge=1, le=1_000_000)
     batch_size: int = Field(8, ge=1, le=65_536)
@@ -345,8 +351,7 @@ class TrainConfig(Section):
     @field_validator("precision", mode="before")
     @classmethod
     def _precision_alias(cls, value: Any) -> Any:
-        # YAML reads `precision: 32` as a number; Lightning's own spellings are accepted too
-        return _PRECISION_ALIASES.get(value, value) if isinstance(value, (int, str)) else value
+        return precision_spelling(value)
 
     @field_validator("time_budget")
     @classmethod
@@ -386,6 +391,12 @@ class EvalConfig(Section):
     # forward passes on a CPU: bf16-mixed (bfloat16 autocast, channels-last input) or 32;
     # auto is bf16-mixed where the CPU computes bfloat16 natively (AVX512-BF16 or AMX)
     cpu_precision: Literal["auto", "32", "bf16-mixed"] = "32"
+
+    @field_validator("cpu_precision", mode="before")
+    @classmethod
+    def _precision_alias(cls, value: Any) -> Any:
+        return precision_spelling(value)
+
     tune_threshold: bool = True
     min_object_size: int = Field(0, ge=0, le=2**31 - 1)
     fill_holes: bool = False

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from seglab.config import ModelConfig
+from seglab.config import EvalConfig, ModelConfig
 from seglab.errors import SeglabError
 from seglab.inference import predict as predict_module
 from seglab.inference.predict import Predictor
@@ -53,3 +53,10 @@ def test_the_setting_travels_in_model_json_and_bad_values_name_the_key():
     assert InferenceSettings.from_meta(meta).cpu_precision == "auto"
     with pytest.raises(SeglabError, match="eval.cpu_precision"):
         InferenceSettings.from_meta({"threshold": 0.5, "inference": {"cpu_precision": "16"}})
+
+
+def test_spellings_of_train_precision_are_accepted():
+    assert EvalConfig(cpu_precision=32).cpu_precision == "32"  # YAML's 32, or --set ...=32
+    assert EvalConfig(cpu_precision="bf16").cpu_precision == "bf16-mixed"
+    with pytest.raises(ValueError, match="cpu_precision"):
+        EvalConfig(cpu_precision=16)  # float16 is for GPUs (eval.half_precision)
