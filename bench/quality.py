@@ -185,6 +185,8 @@ def one_run(config: str, overrides: list[str], runs_dir: Path, system: str) -> d
         "test_image_dice": metrics["per_image_mean"]["dice"],
         "threshold": metrics["threshold"],
         "n_test_images": metrics["n_images"],
+        # eval.cpu_precision as resolved (absent from evaluations before the setting: 32)
+        "inference_precision": metrics.get("inference_precision", "32"),
         "run": str(trained),
         # the code that trained it: seglab's checkout (``+dirty`` with uncommitted changes)
         "commit": read_json(trained / "environment.json").get("git_commit"),

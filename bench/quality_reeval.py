@@ -158,6 +158,7 @@ def reevaluate(record: dict, sets: list[str], checkpoint: str | None = None) -> 
         "test_dice": metrics["dataset"]["dice"],
         "test_image_iou": metrics["per_image_mean"]["iou"],
         "threshold": metrics["threshold"],
+        "inference_precision": metrics.get("inference_precision", "32"),
         "threshold_plain": plain["threshold"],
         "eval_s": round(time.perf_counter() - start, 1),
     }

@@ -83,3 +83,19 @@ def test_the_step_parts_script_times_each_part_of_a_configured_step(
     assert code == 2 and len(err) == 1 and "--steps" in err[0]
     code, err = run_script("train_step_parts", str(config), "--set", "train.precision=16-mixed")
     assert code == 2 and len(err) == 1 and "16-mixed" in err[0]
+
+
+def test_the_inference_precision_bench_names_a_folder_that_holds_no_model(run_script, tmp_path):
+    code, err = run_script("inference_precision", "--model", str(tmp_path / "nope"))
+    assert code == 2 and len(err) == 1 and "nope is not a model folder" in err[0]
+
+
+def test_the_inference_precision_bench_times_both_formats(bench_module, monkeypatch, capsys):
+    module = bench_module("inference_precision")
+    args = ["--height", "32", "--width", "48", "--repeats", "1"]
+    monkeypatch.setattr("sys.argv", ["inference_precision.py", *args])
+    module.main()
+    out = capsys.readouterr().out
+    assert "one 32x48 image" in out
+    assert "cpu_precision 32 " in out and "cpu_precision bf16-mixed" in out
+    assert "speed-up" in out

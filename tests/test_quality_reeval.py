@@ -39,6 +39,18 @@ def test_a_reevaluation_carries_the_fingerprint_of_a_run_trained_with_its_settin
     assert last["pipeline"] == kept_last["pipeline"] != plain["pipeline"]
 
 
+def test_a_record_says_which_precision_the_forward_passes_ran_in(bench_module, tiny_quality_run):
+    reeval = bench_module("quality_reeval")
+    record = tiny_quality_run("name: tiny\neval:\n  tta: none\n", ["eval.cpu_precision=32"])
+    assert record["inference_precision"] == "32"
+
+    bf16 = reeval.reevaluate(record, ["eval.cpu_precision=bf16-mixed"])
+
+    assert bf16["inference_precision"] == "bf16-mixed"
+    assert bf16["test_iou"] == pytest.approx(record["test_iou"], abs=0.02)
+    assert bf16["pipeline"] != record["pipeline"]  # not averaged with float32 evaluations
+
+
 def test_the_best_checkpoint_of_an_ensemble_run_is_an_ensemble_of_one_record(
     bench_module, tiny_quality_run
 ):

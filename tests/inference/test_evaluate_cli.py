@@ -28,6 +28,7 @@ TINY = [
     "train.progress=false",
     "eval.n_overlays=2",
     "eval.bootstrap_samples=200",
+    "eval.cpu_precision=32",  # the same numbers on every CPU (auto: bfloat16 on some)
 ]
 
 

@@ -47,7 +47,7 @@ def test_one_window_is_the_plain_forward_pass():
     with torch.inference_mode():
         plain = probabilities(model((x - 0.4) / 0.2))
         direct = sliding_window(lambda w: probabilities(model(w)), (x - 0.4) / 0.2, window=32)
-        settings = InferenceSettings(window=32, overlap=0.5)
+        settings = InferenceSettings(window=32, overlap=0.5, cpu_precision="32")
         predictor = Predictor(model, {"mean": [0.4], "std": [0.2]}, settings)
         via_predictor = predictor.probabilities(x)
     assert torch.equal(direct, plain)

@@ -22,7 +22,7 @@ class InferenceSettings:
     batch_windows: int = 4
     tta: str = "none"
     half_precision: bool = True
-    cpu_precision: str = "32"
+    cpu_precision: str = "auto"
     threshold: float = 0.5
     min_object_size: int = 0
     fill_holes: bool = False
