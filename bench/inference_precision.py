@@ -2,9 +2,10 @@
 
 Times ``Predictor.probabilities`` on one whole image (no windows, no TTA) with
 ``cpu_precision: 32`` and ``bf16-mixed`` (bfloat16 autocast, channels-last input and
-weights), interleaved, best of ``--repeats``, and prints how far the probabilities of the
-two are apart. The network is a model folder's (``--model runs/<run>/model``: trained
-weights, so the difference is that of a real model) or the config's with random weights.
+weights), and bfloat16 in the NCHW layout for what channels-last adds, interleaved, best of
+``--repeats``, and prints how far the probabilities of float32 and bf16-mixed are apart.
+The network is a model folder's (``--model runs/<run>/model``: trained weights, so the
+difference is that of a real model) or the config's with random weights.
 
     PYTHONPATH=src python bench/inference_precision.py [--model runs/<run>/model]
         [--config configs/lucchi.yaml] [--image FILE | --height 768 --width 1024]
@@ -33,6 +34,7 @@ from seglab.models.io import load_model_folder
 from seglab.models.registry import create_model
 
 PRECISIONS = ("32", "bf16-mixed")
+BF16_NCHW = "bf16-mixed, NCHW"
 
 
 def main() -> None:
@@ -68,23 +70,28 @@ def main() -> None:
         p: Predictor(model, normalization, InferenceSettings(window=None, cpu_precision=p))
         for p in PRECISIONS
     }
-    best = dict.fromkeys(PRECISIONS, float("inf"))
+    # what channels-last adds to bfloat16: the same passes in the NCHW layout
+    nchw = Predictor(model, normalization, InferenceSettings(window=None, cpu_precision="bf16"))
+    nchw.channels_last = False
+    nchw.model = nchw.model.to(memory_format=torch.contiguous_format)
+    predictors[BF16_NCHW] = nchw
+    best = dict.fromkeys(predictors, float("inf"))
     out = {}
-    for p, predictor in predictors.items():  # warm-up: oneDNN picks its kernels
-        out[p] = predictor.probabilities(image)
+    for name, predictor in predictors.items():  # warm-up: oneDNN picks its kernels
+        out[name] = predictor.probabilities(image)
     for _ in range(args.repeats):
-        for p, predictor in predictors.items():
+        for name, predictor in predictors.items():
             start = time.perf_counter()
             predictor.probabilities(image)
-            best[p] = min(best[p], time.perf_counter() - start)
+            best[name] = min(best[name], time.perf_counter() - start)
     native = "native" if cpu_has_bf16() else "emulated (no AVX512-BF16 or AMX)"
     print(
         f"machine: {platform.machine()} CPU, torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads, bfloat16 {native}"
     )
     print(f"model: {what}; one {height}x{width} image, best of {args.repeats}")
-    for p in PRECISIONS:
-        print(f"  cpu_precision {p:<11} {best[p] * 1000:8.1f} ms")
+    for name in predictors:
+        print(f"  cpu_precision {name:<16} {best[name] * 1000:8.1f} ms")
     difference = (out["bf16-mixed"] - out["32"]).abs()
     print(
         f"  speed-up {best['32'] / best['bf16-mixed']:.2f}x; probabilities apart by at most "

@@ -97,5 +97,6 @@ def test_the_inference_precision_bench_times_both_formats(bench_module, monkeypa
     module.main()
     out = capsys.readouterr().out
     assert "one 32x48 image" in out
-    assert "cpu_precision 32 " in out and "cpu_precision bf16-mixed" in out
+    assert "cpu_precision 32 " in out and "cpu_precision bf16-mixed " in out
+    assert "cpu_precision bf16-mixed, NCHW" in out
     assert "speed-up" in out

@@ -393,18 +393,17 @@ class EvalConfig(Section):
     # an AMX Xeon Lucchi evaluations 2.7x (seglab) and 4.6x (SMP) faster, test IoU within
     # 0.0004 of float32 over 6 runs (docs/benchmarks.md)
     cpu_precision: Literal["auto", "32", "bf16-mixed"] = "auto"
-
-    @field_validator("cpu_precision", mode="before")
-    @classmethod
-    def _precision_alias(cls, value: Any) -> Any:
-        return precision_spelling(value)
-
     tune_threshold: bool = True
     min_object_size: int = Field(0, ge=0, le=2**31 - 1)
     fill_holes: bool = False
     opening: int = Field(0, ge=0, le=256)
     tune_postprocessing: bool = False
     bootstrap_samples: int = Field(1000, ge=0, le=1_000_000)
+
+    @field_validator("cpu_precision", mode="before")
+    @classmethod
+    def _precision_alias(cls, value: Any) -> Any:
+        return precision_spelling(value)
 
 
 class Config(Section):

@@ -121,3 +121,26 @@ def test_onnx_export_without_the_extra_names_it(run_dir, capsys, monkeypatch):
     monkeypatch.setattr(exported, "onnx_available", lambda: False)
     assert main(["export", str(run_dir), "--out", str(run_dir / "x")]) == 2
     assert "seglab[onnx]" in one_line_error(capsys)
+
+
+def test_the_trade_off_table_scores_every_row_in_float32(monkeypatch):
+    from types import SimpleNamespace
+
+    from torch import nn
+
+    from seglab.config import load_config
+    from seglab.pipeline import compression
+
+    seen = []
+
+    def capture(model, normalization, settings, device, num_classes):
+        seen.append(settings.cpu_precision)
+
+    scored = SimpleNamespace(metrics={"dataset": {"iou": 0.5, "dice": 0.6}})
+    monkeypatch.setattr(compression, "Predictor", capture)
+    monkeypatch.setattr(compression, "evaluate_samples", lambda *args, **kwargs: scored)
+    # the run's model.json asks for bfloat16 passes: the table compares formats itself
+    meta = {"threshold": 0.5, "normalization": {}, "inference": {"cpu_precision": "bf16-mixed"}}
+    scorer = compression._Scorer(load_config(None), meta, SimpleNamespace(test=["x"], val=[]))
+    assert scorer(nn.Identity()) == (0.5, 0.6)
+    assert seen == ["32"]

@@ -53,8 +53,9 @@ class Predictor:
         self.half = self.settings.half_precision and self.device.type == "cuda"
         self.cpu_bf16 = self.device.type == "cpu" and cpu_bf16(self.settings.cpu_precision)
         # channels-last convolutions are faster on GPUs (tensor cores) and with bfloat16 on
-        # an AMX CPU (a 1024x768 Lucchi slice: 20 ms against 42 NCHW); in float32 on CPUs
-        # they were slower on an earlier machine (bench/sliding_window.py), so NCHW stays
+        # a CPU (on an AMX Xeon a 1024x768 Lucchi slice took 27 ms against 96 NCHW,
+        # bench/inference_precision.py); in float32 on CPUs they were slower on an earlier
+        # machine (bench/sliding_window.py), so NCHW stays there
         self.channels_last = self.device.type == "cuda" or self.cpu_bf16
         if self.cpu_bf16:  # weights in the same layout, or each pass reorders them
             self.model = self.model.to(memory_format=torch.channels_last)
