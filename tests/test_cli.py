@@ -155,3 +155,20 @@ def test_default_run_learns_the_synthetic_task(tmp_path, capsys):
     assert main(["run", "--runs-dir", str(tmp_path), "--set", "train.progress=false"]) == 0
     (run,) = tmp_path.iterdir()
     assert json.loads((run / "metrics.json").read_text())["dataset"]["iou"] > 0.7
+
+
+def test_console_log_lines_go_to_stdout_as_it_is_when_they_come(monkeypatch):
+    import io
+    import logging
+
+    from seglab.cli import _setup_console_logging
+
+    _setup_console_logging()
+    first, later = io.StringIO(), io.StringIO()
+    monkeypatch.setattr("sys.stdout", first)
+    logging.getLogger("seglab").info("one")
+    assert first.getvalue() == "one\n"
+    first.close()  # a stream replaced and closed since (a notebook cell, pytest's capture)
+    monkeypatch.setattr("sys.stdout", later)
+    logging.getLogger("seglab").info("two")
+    assert later.getvalue() == "two\n"

@@ -196,13 +196,28 @@ def predict(
     device: Annotated[
         str, typer.Option("--device", help="auto (GPU if there is one) | cpu | cuda | mps.")
     ] = "auto",
+    cpu_precision: Annotated[
+        str | None,
+        typer.Option(
+            "--cpu-precision",
+            help="Forward passes on a CPU: 32 | bf16-mixed | auto (bfloat16 where the CPU has "
+            "it natively). Default: the model folder's eval.cpu_precision.",
+        ),
+    ] = None,
 ) -> None:
     """Masks of images, folders and TIFF stacks, named after the inputs (<stem>.png / .tif)."""
+    from seglab.config import CPU_PRECISIONS, precision_spelling
     from seglab.pipeline import predict as predict_pipeline
 
     if device not in ("auto", "cpu", "cuda", "gpu", "mps"):
         raise SeglabError(f"--device {device!r} is not known", hint="use auto, cpu, cuda or mps")
-    written = predict_pipeline(model, inputs, out, probabilities, overlays, tta, device)
+    if cpu_precision is not None and precision_spelling(cpu_precision) not in CPU_PRECISIONS:
+        raise SeglabError(
+            f"--cpu-precision {cpu_precision!r} is not known", hint="use 32, bf16-mixed or auto"
+        )
+    written = predict_pipeline(
+        model, inputs, out, probabilities, overlays, tta, device, cpu_precision
+    )
     console.print(f"{len(written)} file(s) written to {out}")
 
 
@@ -408,10 +423,24 @@ def _print_result(run_path: Path, metrics: dict | None) -> None:
     console.print(f"run folder: {run_path}")
 
 
+class _ConsoleHandler(logging.StreamHandler):
+    """Writes to ``sys.stdout`` as it is when a record comes, not as it was when the handler
+    was made: one process may call ``main`` again after replacing it (pytest's capture, a
+    notebook), and the old stream may be closed by then."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> object:
+        return sys.stdout
+
+    @stream.setter
+    def stream(self, value: object) -> None:
+        pass  # StreamHandler.__init__ and setStream assign it: always the current stdout
+
+
 def _setup_console_logging() -> None:
     logger = logging.getLogger("seglab")
     if not any(getattr(h, "_seglab_console", False) for h in logger.handlers):
-        handler = logging.StreamHandler(sys.stdout)
+        handler = _ConsoleHandler()
         handler.setFormatter(logging.Formatter("%(message)s"))
         handler._seglab_console = True  # type: ignore[attr-defined]
         logger.addHandler(handler)

@@ -15,7 +15,7 @@ import difflib
 import os
 import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import (
@@ -304,6 +304,10 @@ _PRECISION_ALIASES: dict[Any, str] = {
 }
 
 
+CpuPrecision = Literal["auto", "32", "bf16-mixed"]
+CPU_PRECISIONS: tuple[str, ...] = get_args(CpuPrecision)
+
+
 def precision_spelling(value: Any) -> Any:
     """A precision as seglab spells it: YAML and ``--set`` read 32 as a number, and
     Lightning's own spellings (32-true, 16, bf16) are accepted too."""
@@ -392,7 +396,7 @@ class EvalConfig(Section):
     # auto is bf16-mixed where the CPU computes bfloat16 natively (AVX512-BF16 or AMX): on
     # an AMX Xeon Lucchi evaluations 2.7x (seglab) and 4.6x (SMP) faster, test IoU within
     # 0.0004 of float32 over 6 runs (docs/benchmarks.md)
-    cpu_precision: Literal["auto", "32", "bf16-mixed"] = "auto"
+    cpu_precision: CpuPrecision = "auto"
     tune_threshold: bool = True
     min_object_size: int = Field(0, ge=0, le=2**31 - 1)
     fill_holes: bool = False

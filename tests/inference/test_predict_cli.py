@@ -94,6 +94,25 @@ def test_predict_with_tta_and_a_run_folder_layout(model_dir, tmp_path):
     assert (tmp_path / "x.png").is_file()
 
 
+def test_predict_chooses_the_cpu_precision_and_says_which(model_dir, tmp_path, caplog):
+    image = np.random.default_rng(1).integers(0, 256, (40, 30), dtype=np.uint8)
+    Image.fromarray(image).save(tmp_path / "x.png")
+    masks, probabilities = {}, {}
+    for precision in ("32", "bf16"):
+        out = tmp_path / precision
+        caplog.clear()
+        with caplog.at_level("INFO", logger="seglab"):
+            args = ["predict", str(model_dir), str(tmp_path / "x.png"), "--out", str(out)]
+            assert main([*args, "--probabilities", "--cpu-precision", precision]) == 0
+        spelled = "32" if precision == "32" else "bf16-mixed"
+        assert f"forward passes on cpu in {spelled}" in caplog.text
+        masks[precision] = np.asarray(Image.open(out / "x.png"))
+        probabilities[precision] = tifffile.imread(out / "x_prob.tif")
+    assert probabilities["bf16"].dtype == np.float32
+    assert 0 < np.abs(probabilities["bf16"] - probabilities["32"]).max() < 0.05
+    assert (masks["bf16"] != masks["32"]).mean() < 0.02
+
+
 def test_predict_bad_inputs_are_one_line_errors(model_dir, tmp_path, capsys):
     assert (
         main(["predict", str(model_dir), str(tmp_path / "nope.png"), "--out", str(tmp_path)]) == 2
@@ -109,3 +128,6 @@ def test_predict_bad_inputs_are_one_line_errors(model_dir, tmp_path, capsys):
     tifffile.imwrite(tif, np.zeros((4, 4), np.uint8))
     assert main(["predict", str(model_dir), str(tif), "--out", str(tmp_path)]) == 2
     assert "would overwrite it" in one_line_error(capsys)
+    args = ["predict", str(model_dir), str(rgb), "--out", str(tmp_path / "o2")]
+    assert main([*args, "--cpu-precision", "16"]) == 2
+    assert "--cpu-precision '16'" in one_line_error(capsys)
