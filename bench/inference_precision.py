@@ -71,7 +71,9 @@ def main() -> None:
         for p in PRECISIONS
     }
     # what channels-last adds to bfloat16: the same passes in the NCHW layout
-    nchw = Predictor(model, normalization, InferenceSettings(window=None, cpu_precision="bf16"))
+    nchw = Predictor(
+        model, normalization, InferenceSettings(window=None, cpu_precision="bf16-mixed")
+    )
     nchw.channels_last = False
     nchw.model = nchw.model.to(memory_format=torch.contiguous_format)
     predictors[BF16_NCHW] = nchw

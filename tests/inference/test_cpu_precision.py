@@ -43,6 +43,12 @@ def test_auto_follows_what_the_cpu_computes_natively(monkeypatch, native):
     assert predictor("32").precision == "32"  # an explicit float32 stays float32
 
 
+def test_a_predictor_reads_the_config_spellings_and_refuses_others():
+    assert predictor("bf16").precision == "bf16-mixed"
+    with pytest.raises(ValueError, match="'16'"):
+        predictor("16")  # not float32 in silence
+
+
 def test_half_precision_means_the_gpu_only():
     assert predictor("32", half_precision=True).precision == "32"
 

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
+from seglab.config import CPU_PRECISIONS, precision_spelling
 from seglab.inference.settings import InferenceSettings
 from seglab.inference.tta import with_tta
 from seglab.inference.windows import sliding_window
@@ -53,7 +54,7 @@ class Predictor:
         self.half = self.settings.half_precision and self.device.type == "cuda"
         self.cpu_bf16 = self.device.type == "cpu" and cpu_bf16(self.settings.cpu_precision)
         # channels-last convolutions are faster on GPUs (tensor cores) and with bfloat16 on
-        # a CPU (on an AMX Xeon a 1024x768 Lucchi slice took 27 ms against 96 NCHW,
+        # a CPU (on an AMX Xeon a 1024x768 Lucchi slice took 30 ms against 57 NCHW,
         # bench/inference_precision.py); in float32 on CPUs they were slower on an earlier
         # machine (bench/sliding_window.py), so NCHW stays there
         self.channels_last = self.device.type == "cuda" or self.cpu_bf16
@@ -105,10 +106,15 @@ class Predictor:
 
 
 def cpu_bf16(cpu_precision: str) -> bool:
-    """Whether ``eval.cpu_precision`` means bfloat16 forward passes on this CPU."""
-    if cpu_precision == "auto":
-        return cpu_has_bf16()
-    return cpu_precision == "bf16-mixed"
+    """Whether ``eval.cpu_precision`` means bfloat16 forward passes on this CPU.
+
+    Spelt as the config accepts it (``bf16`` is ``bf16-mixed``); any other value is an
+    error, not float32 in silence.
+    """
+    precision = precision_spelling(cpu_precision)
+    if precision not in CPU_PRECISIONS:
+        raise ValueError(f"cpu_precision {cpu_precision!r} is not one of {CPU_PRECISIONS}")
+    return cpu_has_bf16() if precision == "auto" else precision == "bf16-mixed"
 
 
 def prepare_for_inference(model: nn.Module) -> nn.Module:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from seglab.config import precision_spelling
 from seglab.inference.files import collect_inputs, read_input, write_prediction
 from seglab.inference.predict import Predictor, inference_device
 from seglab.inference.settings import InferenceSettings
@@ -34,7 +33,7 @@ def predict(
     settings = InferenceSettings.from_meta(meta)
     settings = settings.with_(tta="dihedral") if tta else settings
     if cpu_precision is not None:
-        settings = settings.with_(cpu_precision=precision_spelling(cpu_precision))
+        settings = settings.with_(cpu_precision=cpu_precision)
     num_classes = int(meta.get("num_classes", meta["model"].get("num_classes", 1)))
     in_channels = int(meta.get("in_channels", meta["model"].get("in_channels", 1)))
     predictor = Predictor(model, meta["normalization"], settings, device, num_classes)
