@@ -206,15 +206,18 @@ def predict(
     ] = None,
 ) -> None:
     """Masks of images, folders and TIFF stacks, named after the inputs (<stem>.png / .tif)."""
-    from seglab.config import CPU_PRECISIONS, precision_spelling
+    from seglab.config import cpu_precision_spelling
     from seglab.pipeline import predict as predict_pipeline
 
     if device not in ("auto", "cpu", "cuda", "gpu", "mps"):
         raise SeglabError(f"--device {device!r} is not known", hint="use auto, cpu, cuda or mps")
-    if cpu_precision is not None and precision_spelling(cpu_precision) not in CPU_PRECISIONS:
-        raise SeglabError(
-            f"--cpu-precision {cpu_precision!r} is not known", hint="use 32, bf16-mixed or auto"
-        )
+    if cpu_precision is not None:
+        try:
+            cpu_precision_spelling(cpu_precision)
+        except ValueError:
+            raise SeglabError(
+                f"--cpu-precision {cpu_precision!r} is not known", hint="use 32, bf16-mixed or auto"
+            ) from None
     written = predict_pipeline(
         model, inputs, out, probabilities, overlays, tta, device, cpu_precision
     )

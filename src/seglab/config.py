@@ -314,6 +314,15 @@ def precision_spelling(value: Any) -> Any:
     return _PRECISION_ALIASES.get(value, value) if isinstance(value, (int, str)) else value
 
 
+def cpu_precision_spelling(value: Any) -> str:
+    """An ``eval.cpu_precision`` as seglab spells it (``bf16`` is ``bf16-mixed``); a value
+    that is none of ``CPU_PRECISIONS`` is a ValueError, not float32 in silence."""
+    precision = precision_spelling(value)
+    if precision not in CPU_PRECISIONS:
+        raise ValueError(f"cpu_precision {value!r} is not one of {CPU_PRECISIONS}")
+    return precision
+
+
 class TrainConfig(Section):
     epochs: int = Field(12, ge=1, le=1_000_000)
     batch_size: int = Field(8, ge=1, le=65_536)

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from seglab.config import CPU_PRECISIONS, precision_spelling
+from seglab.config import cpu_precision_spelling
 from seglab.inference.settings import InferenceSettings
 from seglab.inference.tta import with_tta
 from seglab.inference.windows import sliding_window
@@ -111,9 +111,7 @@ def cpu_bf16(cpu_precision: str) -> bool:
     Spelt as the config accepts it (``bf16`` is ``bf16-mixed``); any other value is an
     error, not float32 in silence.
     """
-    precision = precision_spelling(cpu_precision)
-    if precision not in CPU_PRECISIONS:
-        raise ValueError(f"cpu_precision {cpu_precision!r} is not one of {CPU_PRECISIONS}")
+    precision = cpu_precision_spelling(cpu_precision)
     return cpu_has_bf16() if precision == "auto" else precision == "bf16-mixed"
 
 
